@@ -1,0 +1,445 @@
+//! Limiter arithmetic: pure functions from (stored state, now) to a decision and
+//! the state to write back. No I/O and no clock reads, so every boundary is
+//! unit-testable with an injected time. Times are microseconds since the epoch.
+
+/// Three machine words of per-key state; the meaning depends on the algorithm.
+pub type State = [u64; 3];
+
+pub const MICROS_PER_SEC: u64 = 1_000_000;
+
+/// How a bucket counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Fixed window that opens at the first request after the previous one
+    /// ended (Okta per-minute, OneLogin per-hour). State: [start, count, 0].
+    FixedWindow,
+    /// Token bucket refilled evenly, one token every `window / limit`
+    /// (Auth0), kept as GCRA. State: [theoretical arrival time, 0, 0].
+    TokenBucket,
+    /// At most `limit` (<= 3) holds active at once, each released after
+    /// `window` or explicitly (Auth0 import jobs). State: up to 3 expiry times.
+    Concurrency,
+}
+
+impl Algorithm {
+    /// Stable tag mixed into slot fingerprints, so a bucket that changes
+    /// algorithm never reads another algorithm's state.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Algorithm::FixedWindow => "fw",
+            Algorithm::TokenBucket => "tb",
+            Algorithm::Concurrency => "cc",
+        }
+    }
+}
+
+/// The numbers that define one bucket's arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub algorithm: Algorithm,
+    /// Requests admitted per window (bucket size for a token bucket). >= 1.
+    pub limit: u64,
+    /// Window length in microseconds (refill period for a token bucket,
+    /// hold time for concurrency). >= 1.
+    pub window_us: u64,
+}
+
+/// What a bucket said about one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub admitted: bool,
+    /// Requests still admissible after this one (0 when rejected).
+    pub remaining: u64,
+    /// When the bucket next gains capacity: the window's end (fixed window),
+    /// the next token (token bucket), the earliest release (concurrency).
+    /// Microseconds since the epoch; equals `now` when nothing is pending.
+    pub reset_us: u64,
+}
+
+impl Outcome {
+    /// Whole seconds until a request would be admitted (at least 1 when rejected).
+    pub fn retry_after_secs(&self, now_us: u64) -> u64 {
+        let wait = self.reset_us.saturating_sub(now_us);
+        wait.div_ceil(MICROS_PER_SEC).max(u64::from(!self.admitted))
+    }
+}
+
+impl Limit {
+    fn interval_us(&self) -> u64 {
+        (self.window_us / self.limit.max(1)).max(1)
+    }
+
+    /// Decides one request. `state` is `None` for a fresh key. Returns the
+    /// outcome and, when admitted, the state to write (a rejection changes nothing).
+    pub fn acquire(&self, state: Option<State>, now: u64) -> (Outcome, Option<State>) {
+        match self.algorithm {
+            Algorithm::FixedWindow => self.fixed_window(state, now),
+            Algorithm::TokenBucket => self.token_bucket(state, now),
+            Algorithm::Concurrency => self.concurrency(state, now),
+        }
+    }
+
+    /// What the bucket looks like now, without taking anything from it.
+    pub fn peek(&self, state: Option<State>, now: u64) -> Outcome {
+        match self.algorithm {
+            Algorithm::FixedWindow => match self.live_window(state, now) {
+                Some([start, count, _]) => Outcome {
+                    admitted: count < self.limit,
+                    remaining: self.limit.saturating_sub(count),
+                    reset_us: start.saturating_add(self.window_us),
+                },
+                None => self.full(now),
+            },
+            Algorithm::TokenBucket => {
+                let tat = self.clamped_tat(state, now);
+                let remaining = (now + self.window_us - tat) / self.interval_us();
+                Outcome {
+                    admitted: remaining > 0,
+                    remaining: remaining.min(self.limit),
+                    reset_us: self.next_token(tat, now),
+                }
+            }
+            Algorithm::Concurrency => {
+                let live = live_holds(state, now);
+                let used = live.iter().filter(|&&e| e != 0).count() as u64;
+                Outcome {
+                    admitted: used < self.limit,
+                    remaining: self.limit.saturating_sub(used),
+                    reset_us: earliest(&live).unwrap_or(now),
+                }
+            }
+        }
+    }
+
+    /// True when the state holds nothing that affects a future decision, so
+    /// its slot can be given to another key.
+    pub fn is_stale(&self, state: State, now: u64) -> bool {
+        match self.algorithm {
+            Algorithm::FixedWindow => self.live_window(Some(state), now).is_none(),
+            Algorithm::TokenBucket => state[0] <= now,
+            Algorithm::Concurrency => live_holds(Some(state), now) == [0; 3],
+        }
+    }
+
+    /// Gives back what `acquire` took at `taken` (the state it wrote), when a
+    /// later bucket rejected the same request or an import job was refused
+    /// upstream. Returns the state to write, or `None` if there is nothing to undo.
+    pub fn release(&self, state: Option<State>, taken: State, now: u64) -> Option<State> {
+        let s = state?;
+        match self.algorithm {
+            Algorithm::FixedWindow => (s[0] == taken[0] && s[1] > 0).then_some([s[0], s[1] - 1, 0]),
+            Algorithm::TokenBucket => {
+                (s[0] > now).then_some([s[0].saturating_sub(self.interval_us()).max(now), 0, 0])
+            }
+            Algorithm::Concurrency => {
+                // The hold this request added is the latest expiry it wrote.
+                let hold = taken.iter().copied().max().filter(|&e| e != 0)?;
+                let mut out = s;
+                let pos = out.iter().position(|&e| e == hold && e != 0)?;
+                out[pos] = 0;
+                Some(out)
+            }
+        }
+    }
+
+    fn full(&self, now: u64) -> Outcome {
+        Outcome {
+            admitted: true,
+            remaining: self.limit,
+            reset_us: now,
+        }
+    }
+
+    /// The stored window if it is still open at `now`. A window that starts
+    /// more than one window length in the future (the clock stepped back) is
+    /// treated as closed, so a clock step never blocks a key for long.
+    fn live_window(&self, state: Option<State>, now: u64) -> Option<State> {
+        let s = state?;
+        let start = s[0];
+        let open = now < start.saturating_add(self.window_us)
+            && start <= now.saturating_add(self.window_us);
+        open.then_some(s)
+    }
+
+    fn fixed_window(&self, state: Option<State>, now: u64) -> (Outcome, Option<State>) {
+        let [start, count, _] = self.live_window(state, now).unwrap_or([now, 0, 0]);
+        let reset_us = start.saturating_add(self.window_us);
+        if count >= self.limit {
+            let out = Outcome {
+                admitted: false,
+                remaining: 0,
+                reset_us,
+            };
+            return (out, None);
+        }
+        let count = count + 1;
+        let out = Outcome {
+            admitted: true,
+            remaining: self.limit - count,
+            reset_us,
+        };
+        (out, Some([start, count, 0]))
+    }
+
+    /// GCRA's theoretical arrival time, kept within `[now, now + window]`
+    /// (full .. empty). A stored time beyond that can only come from a clock
+    /// that stepped back: by less than a window, the bucket reads as empty; by
+    /// more, the state is not trusted and the bucket starts full (as a fixed
+    /// window from the future is), so a clock step never blocks a key for long.
+    fn clamped_tat(&self, state: Option<State>, now: u64) -> u64 {
+        let tat = state.map_or(now, |s| s[0]);
+        let horizon = now.saturating_add(self.window_us);
+        if tat > horizon.saturating_add(self.window_us) {
+            return now;
+        }
+        tat.clamp(now, horizon)
+    }
+
+    /// When the bucket holding `tat` gains its next token (`now` if full).
+    fn next_token(&self, tat: u64, now: u64) -> u64 {
+        let t = self.interval_us();
+        if tat <= now {
+            return now;
+        }
+        // Tokens available at time x: floor((x + window - tat) / t).
+        let have = (now + self.window_us - tat) / t;
+        if have >= self.limit {
+            return now;
+        }
+        (tat + (have + 1) * t).saturating_sub(self.window_us)
+    }
+
+    fn token_bucket(&self, state: Option<State>, now: u64) -> (Outcome, Option<State>) {
+        let t = self.interval_us();
+        let tat = self.clamped_tat(state, now);
+        let new_tat = tat + t;
+        let horizon = now.saturating_add(self.window_us);
+        if new_tat > horizon {
+            let out = Outcome {
+                admitted: false,
+                remaining: 0,
+                reset_us: self.next_token(tat, now),
+            };
+            return (out, None);
+        }
+        let out = Outcome {
+            admitted: true,
+            remaining: ((horizon - new_tat) / t).min(self.limit),
+            reset_us: self.next_token(new_tat, now),
+        };
+        (out, Some([new_tat, 0, 0]))
+    }
+
+    fn concurrency(&self, state: Option<State>, now: u64) -> (Outcome, Option<State>) {
+        let mut live = live_holds(state, now);
+        let used = live.iter().filter(|&&e| e != 0).count() as u64;
+        if used >= self.limit.min(3) {
+            let out = Outcome {
+                admitted: false,
+                remaining: 0,
+                reset_us: earliest(&live).unwrap_or(now),
+            };
+            return (out, None);
+        }
+        // A unique expiry per hold, so a release removes exactly this one.
+        let mut expiry = now.saturating_add(self.window_us);
+        while live.contains(&expiry) {
+            expiry += 1;
+        }
+        if let Some(free) = live.iter_mut().find(|e| **e == 0) {
+            *free = expiry;
+        }
+        let out = Outcome {
+            admitted: true,
+            remaining: self.limit.min(3) - used - 1,
+            reset_us: earliest(&live).unwrap_or(now),
+        };
+        (out, Some(live))
+    }
+}
+
+/// Concurrency holds still active at `now` (expired ones zeroed).
+fn live_holds(state: Option<State>, now: u64) -> State {
+    let mut s = state.unwrap_or([0; 3]);
+    for e in s.iter_mut() {
+        if *e <= now {
+            *e = 0;
+        }
+    }
+    s
+}
+
+fn earliest(holds: &State) -> Option<u64> {
+    holds.iter().copied().filter(|&e| e != 0).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = MICROS_PER_SEC;
+    const T0: u64 = 1_700_000_000 * SEC;
+
+    fn fixed(limit: u64, secs: u64) -> Limit {
+        Limit {
+            algorithm: Algorithm::FixedWindow,
+            limit,
+            window_us: secs * SEC,
+        }
+    }
+
+    fn bucket(limit: u64, secs: u64) -> Limit {
+        Limit {
+            algorithm: Algorithm::TokenBucket,
+            limit,
+            window_us: secs * SEC,
+        }
+    }
+
+    /// Runs `n` requests at `now`, threading the state; returns admitted count.
+    fn run(l: &Limit, state: &mut Option<State>, now: u64, n: u64) -> u64 {
+        let mut admitted = 0;
+        for _ in 0..n {
+            let (out, next) = l.acquire(*state, now);
+            if out.admitted {
+                admitted += 1;
+                *state = next;
+            } else {
+                assert!(next.is_none(), "a rejection must not write");
+            }
+        }
+        admitted
+    }
+
+    #[test]
+    fn fixed_window_exact_boundary_and_reset() {
+        let l = fixed(100, 60);
+        let mut s = None;
+        for i in 1..=100 {
+            let (out, next) = l.acquire(s, T0 + i);
+            assert!(out.admitted, "request {i}");
+            assert_eq!(out.remaining, 100 - i);
+            assert_eq!(
+                out.reset_us,
+                T0 + 1 + 60 * SEC,
+                "window opens at the first request"
+            );
+            s = next;
+        }
+        let (out, next) = l.acquire(s, T0 + 200);
+        assert!(!out.admitted);
+        assert_eq!(out.remaining, 0);
+        assert_eq!(out.reset_us, T0 + 1 + 60 * SEC);
+        assert_eq!(out.retry_after_secs(T0 + 200), 60);
+        assert!(next.is_none());
+        // One microsecond before the end: still closed; at the end: a new window.
+        assert!(!l.acquire(s, T0 + 60 * SEC).0.admitted);
+        let (out, _) = l.acquire(s, T0 + 1 + 60 * SEC);
+        assert!(out.admitted);
+        assert_eq!(out.remaining, 99);
+        assert_eq!(out.reset_us, T0 + 1 + 120 * SEC);
+    }
+
+    #[test]
+    fn fixed_window_clock_steps() {
+        let l = fixed(2, 60);
+        let mut s = None;
+        assert_eq!(run(&l, &mut s, T0, 3), 2);
+        // Clock steps back 30 s: the open window still holds.
+        assert_eq!(run(&l, &mut s, T0 - 30 * SEC, 1), 0);
+        // Clock steps back an hour: the stored window is not trusted.
+        assert_eq!(run(&l, &mut s, T0 - 3600 * SEC, 3), 2);
+        // Clock jumps forward a day: fresh window.
+        assert_eq!(run(&l, &mut s, T0 + 86_400 * SEC, 3), 2);
+    }
+
+    #[test]
+    fn fixed_window_staleness_and_release() {
+        let l = fixed(5, 60);
+        let (_, s) = l.acquire(None, T0);
+        let s = s.unwrap();
+        assert!(!l.is_stale(s, T0 + 59 * SEC));
+        assert!(l.is_stale(s, T0 + 60 * SEC));
+        let back = l.release(Some(s), s, T0).unwrap();
+        assert_eq!(back[1], 0);
+        // A release for an older window does nothing.
+        assert!(l.release(Some([T0 + 60 * SEC, 3, 0]), s, T0).is_none());
+    }
+
+    #[test]
+    fn token_bucket_burst_then_even_refill() {
+        // 800/min: burst of 800, then one back every 75 ms.
+        let l = bucket(800, 60);
+        let mut s = None;
+        assert_eq!(run(&l, &mut s, T0, 801), 800);
+        let (out, _) = l.acquire(s, T0);
+        assert!(!out.admitted);
+        assert_eq!(out.reset_us, T0 + 75_000, "next token in 75 ms");
+        assert_eq!(out.retry_after_secs(T0), 1);
+        assert_eq!(run(&l, &mut s, T0 + 74_999, 1), 0);
+        assert_eq!(run(&l, &mut s, T0 + 75_000, 2), 1);
+        // After 750 ms, ten more.
+        assert_eq!(run(&l, &mut s, T0 + 825_000, 11), 10);
+        // After a full minute idle, the bucket is full again, never fuller.
+        assert_eq!(run(&l, &mut s, T0 + 200 * SEC, 900), 800);
+    }
+
+    #[test]
+    fn token_bucket_remaining_and_reset() {
+        let l = bucket(10, 1); // 10/s: a token every 100 ms
+        let (out, s) = l.acquire(None, T0);
+        assert_eq!(out.remaining, 9);
+        assert_eq!(out.reset_us, T0 + 100_000);
+        let peek = l.peek(s, T0 + 100_000);
+        assert_eq!(peek.remaining, 10);
+        assert_eq!(peek.reset_us, T0 + 100_000);
+        assert!(l.is_stale(s.unwrap(), T0 + 100_000));
+        assert!(!l.is_stale(s.unwrap(), T0 + 99_999));
+    }
+
+    #[test]
+    fn token_bucket_clock_steps_back() {
+        let l = bucket(5, 60);
+        let mut s = None;
+        assert_eq!(run(&l, &mut s, T0, 5), 5);
+        // Ten seconds back: the spent bucket stays spent.
+        assert_eq!(run(&l, &mut s, T0 - 10 * SEC, 1), 0);
+        // An hour back: the stored state is not trusted; the bucket starts full.
+        assert_eq!(run(&l, &mut s, T0 - 3600 * SEC, 6), 5);
+        // Forward again past the old state: refills as usual.
+        assert_eq!(run(&l, &mut s, T0 + 120 * SEC, 6), 5);
+    }
+
+    #[test]
+    fn token_bucket_release_returns_one() {
+        let l = bucket(2, 60);
+        let mut s = None;
+        assert_eq!(run(&l, &mut s, T0, 2), 2);
+        let taken = s.unwrap();
+        s = l.release(s, taken, T0);
+        assert_eq!(run(&l, &mut s, T0, 2), 1);
+    }
+
+    #[test]
+    fn concurrency_holds_and_releases() {
+        let l = Limit {
+            algorithm: Algorithm::Concurrency,
+            limit: 2,
+            window_us: 600 * SEC,
+        };
+        let (a, s1) = l.acquire(None, T0);
+        assert!(a.admitted && a.remaining == 1);
+        let (b, s2) = l.acquire(s1, T0 + SEC);
+        assert!(b.admitted && b.remaining == 0);
+        let (c, none) = l.acquire(s2, T0 + 2 * SEC);
+        assert!(!c.admitted && none.is_none());
+        assert_eq!(c.reset_us, T0 + 600 * SEC);
+        // Releasing the second hold frees one place.
+        let s3 = l.release(s2, s2.unwrap(), T0 + 3 * SEC);
+        let (d, _) = l.acquire(s3, T0 + 3 * SEC);
+        assert!(d.admitted);
+        // After the hold time everything is free and the slot is stale.
+        assert!(l.is_stale(s2.unwrap(), T0 + 601 * SEC));
+        assert!(l.acquire(s2, T0 + 601 * SEC).0.admitted);
+    }
+}
