@@ -1,0 +1,132 @@
+//! Request-path normalisation, so that every spelling of a path lands in the
+//! same bucket as its canonical form (and never in a less restrictive one).
+//!
+//! Steps: drop the query string and fragment; decode percent-escapes of
+//! unreserved characters (`%75sers` is `users`; `%2F` stays encoded, as a
+//! segment character); merge doubled slashes; resolve `.` and `..` segments
+//! (never above the root); drop a trailing slash. Invalid escapes and
+//! non-ASCII bytes are kept as they are.
+
+/// Returns the canonical form of a raw `:path` value.
+pub fn normalize(raw: &str) -> String {
+    let end = raw.find(['?', '#']).unwrap_or(raw.len());
+    let decoded = decode_unreserved(&raw[..end]);
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len() + 1);
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Decodes `%XX` only where XX is an unreserved character (RFC 3986 2.3);
+/// any other escape is kept, upper-cased so that `%2f` and `%2F` agree.
+fn decode_unreserved(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+                let v = h * 16 + l;
+                if is_unreserved(v) {
+                    out.push(char::from(v));
+                } else {
+                    out.push('%');
+                    out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+                    out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+                }
+                i += 3;
+                continue;
+            }
+        }
+        // Copy one whole UTF-8 character (the input is a &str, so it is valid).
+        let ch_len = utf8_len(bytes[i]);
+        let stop = (i + ch_len).min(bytes.len());
+        out.push_str(s.get(i..stop).unwrap_or("\u{fffd}"));
+        i = stop;
+    }
+    out
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn canonical_forms() {
+        let cases = [
+            ("/api/v1/users", "/api/v1/users"),
+            ("/api/v1/users?limit=200&q=x", "/api/v1/users"),
+            ("/api/v1/users#frag", "/api/v1/users"),
+            ("/api/v1/users/", "/api/v1/users"),
+            ("//api///v1//users//", "/api/v1/users"),
+            ("/api/v1/%75sers", "/api/v1/users"),
+            ("/api/v1/%2e%2e/v1/users", "/api/v1/users"),
+            ("/api/v1/groups/../users", "/api/v1/users"),
+            ("/api/v1/./users", "/api/v1/users"),
+            ("/../../api/v1/users", "/api/v1/users"),
+            ("/api/v1/users/a%2fb", "/api/v1/users/a%2Fb"),
+            ("/api/v1/users/%zz", "/api/v1/users/%zz"),
+            ("/api/v1/users/%", "/api/v1/users/%"),
+            ("/api/v1/users/%4", "/api/v1/users/%4"),
+            ("/api/v1/usérs", "/api/v1/usérs"),
+            ("", "/"),
+            ("?x", "/"),
+            ("/", "/"),
+            ("api/v1/users", "/api/v1/users"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize(raw), want, "normalize({raw:?})");
+        }
+    }
+
+    #[test]
+    fn idempotent() {
+        for raw in ["/a//b/../c/%41?x", "/%2F%2f/./x/", "/a/%2e/b"] {
+            let once = normalize(raw);
+            assert_eq!(normalize(&once), once);
+        }
+    }
+
+    #[test]
+    fn huge_path_is_fine() {
+        let raw = "/api/v1/".to_string() + &"a/".repeat(40_000);
+        assert!(normalize(&raw).starts_with("/api/v1/a/a"));
+    }
+}

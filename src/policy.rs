@@ -1,0 +1,179 @@
+//! A compiled policy: the buckets a vendor/plan (plus operator settings)
+//! defines, and the routes that lead requests to them.
+
+use crate::limiter::Limit;
+use crate::router::{RouteError, RouteSpec, Router};
+
+/// What a bucket is counted per.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The request's `:authority`, lower-cased, port stripped: the org/tenant/account.
+    Host,
+    /// One bucket for every request.
+    Global,
+    /// Envoy's `source.address`, port stripped (never a forwarded header).
+    ClientIp,
+    /// A header set by a trusted filter before this one; requests without it
+    /// share one "missing" key.
+    Header(String),
+    /// Auth0 SPA tokens: applies only when the bearer JWT has a scope
+    /// containing this text, counted per `sub`.
+    JwtSubjectWithScope(String),
+}
+
+/// Which 429 a bucket answers with, beyond the vendor's usual one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RejectBody {
+    Standard,
+    /// Auth0's import-jobs answer; `{limit}` is replaced by the bucket's limit.
+    Message(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// Stable id: names metrics and keys, so it must not change across releases.
+    pub id: String,
+    /// The vendor doc's wording, for logs and the README.
+    pub label: String,
+    pub limit: Limit,
+    pub scope: Scope,
+    /// Whether the bucket may be the one reported in rate-limit headers.
+    pub reported: bool,
+    pub reject: RejectBody,
+    /// Give the request back if the upstream answers with a non-2xx status
+    /// (an import job the IdP refused never became active).
+    pub release_on_upstream_failure: bool,
+    /// Fingerprint of `id` and algorithm: names the overflow entry.
+    pub fingerprint: u64,
+}
+
+impl Bucket {
+    pub fn new(id: &str, label: &str, limit: Limit, scope: Scope) -> Bucket {
+        Bucket {
+            id: id.to_string(),
+            label: label.to_string(),
+            fingerprint: crate::hash::fingerprint(&[
+                id.as_bytes(),
+                limit.algorithm.tag().as_bytes(),
+            ]),
+            limit,
+            scope,
+            reported: true,
+            reject: RejectBody::Standard,
+            release_on_upstream_failure: false,
+        }
+    }
+}
+
+/// Where a route leads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Counted against these buckets (indexes into `Policy::buckets`); all must admit.
+    Buckets(Vec<usize>),
+    /// Never limited, no headers (public metadata endpoints).
+    Exempt,
+    /// OneLogin's `GET /auth/rate_limit`, answered by the filter itself.
+    RateLimitStatus,
+}
+
+/// A route before compilation: methods (`None`: all), patterns, target.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub methods: Option<Vec<String>>,
+    pub patterns: Vec<String>,
+    pub target: Target,
+    /// An operator override: replaces whatever the catalog routes at the
+    /// same pattern and method, instead of adding to it.
+    pub replace: bool,
+}
+
+impl Route {
+    pub fn new(methods: Option<&[&str]>, patterns: &[&str], target: Target) -> Route {
+        Route {
+            methods: methods.map(|ms| ms.iter().map(|m| m.to_string()).collect()),
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            target,
+            replace: false,
+        }
+    }
+}
+
+/// Buckets and routes as a vendor catalog (or a custom config) defines them.
+#[derive(Clone, Debug, Default)]
+pub struct PolicySpec {
+    pub buckets: Vec<Bucket>,
+    pub routes: Vec<Route>,
+}
+
+impl PolicySpec {
+    /// Adds a bucket, returning its index.
+    pub fn bucket(&mut self, bucket: Bucket) -> usize {
+        self.buckets.push(bucket);
+        self.buckets.len() - 1
+    }
+
+    pub fn route(&mut self, methods: Option<&[&str]>, patterns: &[&str], target: Target) {
+        self.routes.push(Route::new(methods, patterns, target));
+    }
+
+    pub fn bucket_index(&self, id: &str) -> Option<usize> {
+        self.buckets.iter().position(|b| b.id == id)
+    }
+}
+
+/// A policy ready for requests.
+pub struct Policy {
+    pub buckets: Vec<Bucket>,
+    targets: Vec<Target>,
+    router: Router,
+}
+
+impl Policy {
+    pub fn compile(spec: PolicySpec) -> Result<Policy, RouteError> {
+        let mut targets = Vec::with_capacity(spec.routes.len());
+        let mut specs = Vec::with_capacity(spec.routes.len());
+        for route in spec.routes {
+            specs.push(RouteSpec {
+                methods: route.methods,
+                patterns: route.patterns,
+                target: targets.len(),
+                replace: route.replace,
+            });
+            targets.push(route.target);
+        }
+        Ok(Policy {
+            buckets: spec.buckets,
+            router: Router::new(&specs)?,
+            targets,
+        })
+    }
+
+    /// What applies to a request: `None` when no route matches. Where
+    /// several routes share the most specific pattern (the same row in two
+    /// catalogs), their buckets all apply; an exempt or status route wins.
+    pub fn resolve(&self, method: &str, normalized_path: &str) -> Option<Resolved> {
+        let hits = self.router.lookup(method, normalized_path)?;
+        let mut buckets = Vec::new();
+        for target in hits.iter().filter_map(|&i| self.targets.get(i)) {
+            match target {
+                Target::Exempt => return Some(Resolved::Exempt),
+                Target::RateLimitStatus => return Some(Resolved::RateLimitStatus),
+                Target::Buckets(bs) => {
+                    for b in bs {
+                        if !buckets.contains(b) {
+                            buckets.push(*b);
+                        }
+                    }
+                }
+            }
+        }
+        Some(Resolved::Buckets(buckets))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Buckets(Vec<usize>),
+    Exempt,
+    RateLimitStatus,
+}
