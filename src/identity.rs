@@ -1,0 +1,171 @@
+//! Who a request counts against: the org from `:authority`, the client from
+//! Envoy's `source.address`, the user from a bearer JWT. Only trusted inputs;
+//! never a forwarded-for header.
+
+/// The org/tenant/account: `:authority` lower-cased, port and trailing dot
+/// stripped (`Acme.okta.com:443` and `acme.okta.com.` are `acme.okta.com`).
+pub fn host_key(authority: &str) -> String {
+    let a = authority.trim();
+    let host = if let Some(rest) = a.strip_prefix('[') {
+        // IPv6 literal: keep what is inside the brackets.
+        rest.split_once(']').map_or(rest, |(inside, _)| inside)
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => a,
+        }
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The client address from Envoy's `source.address` (`1.2.3.4:5678`,
+/// `[2001:db8::1]:5678`), without its port.
+pub fn address_without_port(address: &str) -> String {
+    let a = address.trim();
+    if let Some(rest) = a.strip_prefix('[') {
+        return rest
+            .split_once(']')
+            .map_or(rest, |(inside, _)| inside)
+            .to_ascii_lowercase();
+    }
+    match a.rsplit_once(':') {
+        // One colon: IPv4 with a port. More than one: a bare IPv6 address.
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            ip.to_string()
+        }
+        _ => a.to_ascii_lowercase(),
+    }
+}
+
+/// The `sub` of a bearer JWT whose scopes contain `scope_part` (as Auth0's
+/// SPA tokens carry `read:current_user` and the like). The token is decoded,
+/// not verified: signature checks belong to Envoy's `jwt_authn` filter,
+/// placed before this one. Anything malformed gives `None`.
+pub fn jwt_subject_with_scope(authorization: &str, scope_part: &str) -> Option<String> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut parts = token.trim().split('.');
+    let (_header, payload) = (parts.next()?, parts.next()?);
+    parts.next()?; // a signature part must be there, even if unchecked
+    let bytes = base64url_decode(payload)?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let has_scope = match claims.get("scope") {
+        Some(serde_json::Value::String(s)) => s.split(' ').any(|sc| sc.contains(scope_part)),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str())
+            .any(|sc| sc.contains(scope_part)),
+        _ => false,
+    };
+    let sub = claims.get("sub")?.as_str()?;
+    (has_scope && !sub.is_empty()).then(|| sub.to_string())
+}
+
+/// Base64url without padding (padding tolerated). `None` on a bad character.
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    if s.len() > 64 * 1024 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in s.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+pub(crate) fn base64url_encode(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_keys() {
+        assert_eq!(host_key("Acme.Okta.com"), "acme.okta.com");
+        assert_eq!(host_key("acme.okta.com:443"), "acme.okta.com");
+        assert_eq!(host_key("acme.okta.com."), "acme.okta.com");
+        assert_eq!(host_key("[2001:DB8::1]:8443"), "2001:db8::1");
+        assert_eq!(host_key("[::1]"), "::1");
+        assert_eq!(host_key("10.0.0.1:80"), "10.0.0.1");
+        assert_eq!(host_key(""), "");
+        assert_eq!(host_key("weird:port"), "weird:port");
+    }
+
+    #[test]
+    fn client_addresses() {
+        assert_eq!(address_without_port("10.1.2.3:55012"), "10.1.2.3");
+        assert_eq!(address_without_port("[2001:db8::7]:55012"), "2001:db8::7");
+        assert_eq!(address_without_port("2001:db8::7"), "2001:db8::7");
+        assert_eq!(address_without_port("10.1.2.3"), "10.1.2.3");
+    }
+
+    fn token(claims: &str) -> String {
+        format!(
+            "Bearer {}.{}.sig",
+            base64url_encode(b"{\"alg\":\"RS256\"}"),
+            base64url_encode(claims.as_bytes())
+        )
+    }
+
+    #[test]
+    fn spa_tokens() {
+        let t = token(r#"{"sub":"auth0|u1","scope":"openid read:current_user"}"#);
+        assert_eq!(
+            jwt_subject_with_scope(&t, "current_user").as_deref(),
+            Some("auth0|u1")
+        );
+        let arr = token(r#"{"sub":"u2","scope":["update:current_user_metadata"]}"#);
+        assert_eq!(
+            jwt_subject_with_scope(&arr, "current_user").as_deref(),
+            Some("u2")
+        );
+        let m2m = token(r#"{"sub":"client@clients","scope":"read:users"}"#);
+        assert_eq!(jwt_subject_with_scope(&m2m, "current_user"), None);
+        for bad in [
+            "",
+            "Bearer",
+            "Basic abc",
+            "Bearer a.b",
+            "Bearer !!!.@@@.x",
+            "Bearer e30.e30.x",
+            &token(r#"{"scope":"read:current_user"}"#),
+            &token(r#"{"sub":5,"scope":"read:current_user"}"#),
+            &token("not json"),
+        ] {
+            assert_eq!(jwt_subject_with_scope(bad, "current_user"), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! What the filter says back, in each vendor's dialect: rate-limit headers on
+//! every counted response, the vendor's own 429, and OneLogin's
+//! `GET /auth/rate_limit` answer.
+
+use crate::config::{Dialect, HeaderStyle};
+use crate::limiter::{Outcome, MICROS_PER_SEC};
+use crate::policy::{Bucket, RejectBody};
+
+pub type Headers = Vec<(&'static str, String)>;
+
+/// A response the filter sends itself instead of forwarding the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Headers,
+    pub body: String,
+}
+
+/// The state of the bucket a response reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_us: u64,
+}
+
+impl Report {
+    pub fn new(bucket: &Bucket, outcome: &Outcome) -> Report {
+        Report {
+            limit: bucket.limit.limit,
+            remaining: outcome.remaining,
+            reset_us: outcome.reset_us,
+        }
+    }
+}
+
+fn ceil_secs(us: u64) -> u64 {
+    us.div_ceil(MICROS_PER_SEC)
+}
+
+/// Rate-limit headers for a counted response, reporting `bucket`.
+pub fn rate_headers(
+    dialect: Dialect,
+    style: HeaderStyle,
+    bucket: &Bucket,
+    r: &Report,
+    now_us: u64,
+) -> Headers {
+    let mut h = Headers::new();
+    if matches!(style, HeaderStyle::Vendor | HeaderStyle::Both) {
+        let (limit, remaining, reset) = match dialect {
+            Dialect::Okta => (
+                "x-rate-limit-limit",
+                "x-rate-limit-remaining",
+                "x-rate-limit-reset",
+            ),
+            Dialect::Auth0 | Dialect::OneLogin => (
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+            ),
+        };
+        // Okta and Auth0: UTC epoch seconds; OneLogin: seconds left.
+        let reset_value = match dialect {
+            Dialect::OneLogin => ceil_secs(r.reset_us.saturating_sub(now_us)),
+            _ => ceil_secs(r.reset_us),
+        };
+        h.push((limit, r.limit.to_string()));
+        h.push((remaining, r.remaining.to_string()));
+        h.push((reset, reset_value.to_string()));
+    }
+    if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
+        // draft-ietf-httpapi-ratelimit-headers: quota q per window w (seconds);
+        // remaining r, seconds t until the quota resets.
+        let t = ceil_secs(r.reset_us.saturating_sub(now_us));
+        h.push((
+            "ratelimit",
+            format!("\"{}\";r={};t={t}", bucket.id, r.remaining),
+        ));
+        h.push(("ratelimit-policy", ietf_policy(bucket)));
+    }
+    h
+}
+
+/// The `RateLimit-Policy` field for the IETF style (quota and window).
+pub fn ietf_policy(bucket: &Bucket) -> String {
+    format!(
+        "\"{}\";q={};w={}",
+        bucket.id,
+        bucket.limit.limit,
+        ceil_secs(bucket.limit.window_us).max(1)
+    )
+}
+
+/// The vendor's 429 for a request `bucket` refused.
+pub fn too_many_requests(
+    dialect: Dialect,
+    style: HeaderStyle,
+    bucket: &Bucket,
+    outcome: &Outcome,
+    now_us: u64,
+    request_id: &str,
+) -> LocalReply {
+    let report = Report::new(bucket, outcome);
+    let mut headers = rate_headers(dialect, style, bucket, &report, now_us);
+    headers.push(("content-type", "application/json".to_string()));
+    headers.push(("date", crate::httpdate::format(now_us / MICROS_PER_SEC)));
+    let retry_after = outcome.retry_after_secs(now_us).to_string();
+    let body = match dialect {
+        Dialect::Okta => {
+            // Okta's SDKs echo this id back as X-Okta-Retry-For.
+            headers.push(("x-okta-request-id", request_id.to_string()));
+            serde_json::json!({
+                "errorCode": "E0000047",
+                "errorSummary": "API call exceeded rate limit due to too many requests.",
+                "errorLink": "E0000047",
+                "errorId": request_id,
+                "errorCauses": [],
+            })
+        }
+        Dialect::Auth0 => {
+            headers.push(("retry-after", retry_after));
+            match &bucket.reject {
+                RejectBody::Message(m) => serde_json::json!({
+                    "statusCode": 429,
+                    "error": "Too Many Requests",
+                    "message": m.replace("{limit}", &bucket.limit.limit.to_string()),
+                }),
+                RejectBody::Standard => serde_json::json!({
+                    "statusCode": 429,
+                    "error": "Too Many Requests",
+                    "message": if bucket.id.starts_with("auth0.tenant.") {
+                        "Global limit has been reached"
+                    } else {
+                        "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers."
+                    },
+                    "errorCode": "too_many_requests",
+                }),
+            }
+        }
+        Dialect::OneLogin => {
+            // OneLogin's Python SDK retries only when Retry-After is present.
+            headers.push(("retry-after", retry_after));
+            envelope(429, "too many requests", "Rate limit exceeded")
+        }
+    };
+    LocalReply {
+        status: 429,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// OneLogin's `{"status": {...}}` envelope.
+fn envelope(code: u32, kind: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"status": {"error": code >= 400, "code": code, "type": kind, "message": message}})
+}
+
+fn json_reply(status: u32, body: serde_json::Value, now_us: u64) -> LocalReply {
+    LocalReply {
+        status,
+        headers: vec![
+            ("content-type", "application/json".to_string()),
+            ("date", crate::httpdate::format(now_us / MICROS_PER_SEC)),
+        ],
+        body: body.to_string(),
+    }
+}
+
+/// `GET /auth/rate_limit`: the caller's account limit, answered here. Needs
+/// `Authorization: bearer:<token>` (the form OneLogin documents; `Bearer
+/// <token>` is accepted too); without it 401, with another form 400; other
+/// methods 404. The check is not itself counted.
+pub fn onelogin_status(
+    method: &str,
+    authorization: Option<&str>,
+    report: &Report,
+    now_us: u64,
+) -> LocalReply {
+    if !method.eq_ignore_ascii_case("GET") {
+        return json_reply(404, envelope(404, "not found", "No Route Exists"), now_us);
+    }
+    let auth = authorization.map(str::trim).unwrap_or("");
+    if auth.is_empty() {
+        return json_reply(
+            401,
+            envelope(401, "Unauthorized", "Authentication Failure"),
+            now_us,
+        );
+    }
+    let token = auth
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("bearer:") || p.eq_ignore_ascii_case("bearer "))
+        .and_then(|_| auth.get(7..))
+        .map(str::trim)
+        .unwrap_or("");
+    if token.is_empty() {
+        return json_reply(
+            400,
+            envelope(400, "bad request", "Authorization Information is incorrect"),
+            now_us,
+        );
+    }
+    let reset = if report.reset_us > now_us {
+        ceil_secs(report.reset_us - now_us)
+    } else {
+        3600
+    };
+    let mut body = envelope(200, "success", "Success");
+    body["data"] = serde_json::json!({
+        "X-RateLimit-Limit": report.limit,
+        "X-RateLimit-Remaining": report.remaining,
+        "X-RateLimit-Reset": reset,
+    });
+    json_reply(200, body, now_us)
+}
+
+/// An Okta-style request id (`oae` + 19 base-62 characters) from a seed.
+pub fn request_id(seed: u64) -> String {
+    const A: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::from("oae");
+    let mut x = 0;
+    for i in 0..19u64 {
+        if i % 10 == 0 {
+            // 10 base-62 digits use 60 of a mixed word's 64 bits.
+            x = crate::hash::mix(seed ^ (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        out.push(char::from(A[(x % 62) as usize]));
+        x /= 62;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::{Algorithm, Limit};
+    use crate::policy::Scope;
+
+    const NOW: u64 = 1_795_392_000 * MICROS_PER_SEC + 250_000;
+
+    fn bucket(id: &str, limit: u64) -> Bucket {
+        let l = Limit {
+            algorithm: Algorithm::FixedWindow,
+            limit,
+            window_us: 60 * MICROS_PER_SEC,
+        };
+        Bucket::new(id, "test", l, Scope::Host)
+    }
+
+    fn get<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
+        h.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn rejected(reset_us: u64) -> Outcome {
+        Outcome {
+            admitted: false,
+            remaining: 0,
+            reset_us,
+        }
+    }
+
+    #[test]
+    fn okta_429_is_what_the_sdks_need() {
+        let b = bucket("okta.management.users", 600);
+        let r = too_many_requests(
+            Dialect::Okta,
+            HeaderStyle::Vendor,
+            &b,
+            &rejected(NOW + 59_500_000),
+            NOW,
+            "oaeX",
+        );
+        assert_eq!(r.status, 429);
+        assert_eq!(get(&r.headers, "x-rate-limit-limit"), Some("600"));
+        assert_eq!(get(&r.headers, "x-rate-limit-remaining"), Some("0"));
+        assert_eq!(get(&r.headers, "x-rate-limit-reset"), Some("1795392060"));
+        assert_eq!(
+            get(&r.headers, "date"),
+            Some("Mon, 23 Nov 2026 00:00:00 GMT")
+        );
+        assert_eq!(get(&r.headers, "x-okta-request-id"), Some("oaeX"));
+        assert_eq!(get(&r.headers, "content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"errorCode": "E0000047",
+                "errorSummary": "API call exceeded rate limit due to too many requests.",
+                "errorLink": "E0000047", "errorId": "oaeX", "errorCauses": []})
+        );
+    }
+
+    #[test]
+    fn auth0_429_has_retry_after_and_its_body() {
+        let b = bucket("auth0.tenant.per-second", 50);
+        let r = too_many_requests(
+            Dialect::Auth0,
+            HeaderStyle::Vendor,
+            &b,
+            &rejected(NOW + 20_000),
+            NOW,
+            "x",
+        );
+        assert_eq!(get(&r.headers, "retry-after"), Some("1"));
+        assert_eq!(get(&r.headers, "x-ratelimit-reset"), Some("1795392001"));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["errorCode"], "too_many_requests");
+        assert_eq!(body["statusCode"], 429);
+        assert_eq!(body["message"], "Global limit has been reached");
+        let mut jobs = bucket("auth0.import-jobs", 2);
+        jobs.reject = RejectBody::Message(crate::catalog::auth0::IMPORT_JOBS_MESSAGE.into());
+        let r = too_many_requests(
+            Dialect::Auth0,
+            HeaderStyle::Vendor,
+            &jobs,
+            &rejected(NOW + 5_000_000),
+            NOW,
+            "x",
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"statusCode": 429, "error": "Too Many Requests",
+                "message": "There are 2 active import users jobs, please wait until some of them are finished and try again"})
+        );
+    }
+
+    #[test]
+    fn onelogin_reset_is_seconds_left() {
+        let b = bucket("onelogin.account", 5000);
+        let report = Report {
+            limit: 5000,
+            remaining: 4988,
+            reset_us: NOW + 832 * MICROS_PER_SEC,
+        };
+        let h = rate_headers(Dialect::OneLogin, HeaderStyle::Vendor, &b, &report, NOW);
+        assert_eq!(get(&h, "x-ratelimit-reset"), Some("832"));
+        let r = onelogin_status("GET", Some("bearer:abc"), &report, NOW);
+        assert_eq!(r.status, 200);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"status": {"error": false, "code": 200, "type": "success", "message": "Success"},
+                "data": {"X-RateLimit-Limit": 5000, "X-RateLimit-Remaining": 4988, "X-RateLimit-Reset": 832}})
+        );
+        assert_eq!(
+            onelogin_status("GET", Some("Bearer abc"), &report, NOW).status,
+            200
+        );
+        assert_eq!(onelogin_status("GET", None, &report, NOW).status, 401);
+        assert_eq!(
+            onelogin_status("GET", Some("Basic abc"), &report, NOW).status,
+            400
+        );
+        assert_eq!(
+            onelogin_status("GET", Some("bearer:"), &report, NOW).status,
+            400
+        );
+        let r = onelogin_status("POST", Some("bearer:abc"), &report, NOW);
+        assert_eq!(r.status, 404);
+        assert!(r.body.contains("No Route Exists"));
+    }
+
+    #[test]
+    fn ietf_headers() {
+        let b = bucket("okta.management.users", 600);
+        let report = Report {
+            limit: 600,
+            remaining: 599,
+            reset_us: NOW + 57 * MICROS_PER_SEC,
+        };
+        let h = rate_headers(Dialect::Okta, HeaderStyle::Ietf, &b, &report, NOW);
+        assert_eq!(
+            h,
+            vec![
+                (
+                    "ratelimit",
+                    "\"okta.management.users\";r=599;t=57".to_string()
+                ),
+                (
+                    "ratelimit-policy",
+                    "\"okta.management.users\";q=600;w=60".to_string()
+                )
+            ]
+        );
+        assert!(rate_headers(Dialect::Okta, HeaderStyle::None, &b, &report, NOW).is_empty());
+        assert_eq!(
+            rate_headers(Dialect::Okta, HeaderStyle::Both, &b, &report, NOW).len(),
+            5
+        );
+    }
+
+    #[test]
+    fn request_ids_look_like_oktas() {
+        let a = request_id(1);
+        assert_eq!(a.len(), 22);
+        assert!(a.starts_with("oae"));
+        assert_ne!(a, request_id(2));
+        assert!(!request_id(0).contains("00000"), "{}", request_id(0));
+    }
+}
