@@ -1,0 +1,281 @@
+//! The proxy-wasm glue: Envoy callbacks in, engine decisions out. Kept thin;
+//! every host call's result is handled (a panic here would kill the VM and
+//! fail every later request on its worker).
+
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::engine::{Count, Decision, Engine, Hold, RequestFacts, Verdict};
+use crate::response::Headers;
+use crate::store::{SharedStore, StoreError};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// Envoy shared data (one map per `vm_id`, shared by every worker).
+struct EnvoySharedData;
+
+impl SharedStore for EnvoySharedData {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(bytes), cas)) => Ok(Some((bytes, cas.unwrap_or(0)))),
+            Ok((None, _)) => Ok(None),
+            Err(s) => Err(StoreError(format!("get_shared_data({key}): {s:?}"))),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(true),
+            Err(proxy_wasm::types::Status::CasMismatch) => Ok(false),
+            Err(s) => Err(StoreError(format!("set_shared_data({key}): {s:?}"))),
+        }
+    }
+}
+
+/// Counter ids, per bucket: admitted, rejected, shadow-rejected.
+struct Metrics {
+    per_bucket: Vec<[Option<u32>; 3]>,
+    store_errors: Option<u32>,
+}
+
+impl Metrics {
+    fn define(engine: &Engine) -> Metrics {
+        let counter = |name: String| hostcalls::define_metric(MetricType::Counter, &name).ok();
+        Metrics {
+            per_bucket: engine
+                .policy
+                .buckets
+                .iter()
+                .map(|b| {
+                    ["admitted", "rejected", "shadow_rejected"]
+                        .map(|what| counter(format!("idp_ratelimit.{}.{what}", b.id)))
+                })
+                .collect(),
+            store_errors: counter("idp_ratelimit.store_errors".to_string()),
+        }
+    }
+
+    fn record(&self, decision: &Decision) {
+        for (bucket, count) in &decision.counts {
+            let which = match count {
+                Count::Admitted => 0,
+                Count::Rejected => 1,
+                Count::ShadowRejected => 2,
+            };
+            if let Some(id) = self.per_bucket.get(*bucket).and_then(|m| m[which]) {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
+        }
+        if let Some(id) = self.store_errors.filter(|_| !decision.errors.is_empty()) {
+            let _ = hostcalls::increment_metric(id, decision.errors.len() as i64);
+        }
+    }
+}
+
+struct Plugin {
+    engine: Engine,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Root {
+    plugin: Option<Rc<Plugin>>,
+}
+
+impl Context for Root {}
+
+fn now_us() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn property(path: &[&str]) -> Option<String> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok()??;
+    String::from_utf8(bytes).ok()
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _: usize) -> bool {
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
+        true
+    }
+
+    fn on_configure(&mut self, _: usize) -> bool {
+        let failures =
+            hostcalls::define_metric(MetricType::Counter, "idp_ratelimit.config_failures").ok();
+        let fail = |message: String| {
+            log::error!("configuration refused: {message}");
+            if let Some(id) = failures {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
+            false
+        };
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(b)) => b,
+            Ok(None) => Vec::new(),
+            Err(s) => return fail(format!("could not read the plugin configuration: {s:?}")),
+        };
+        let config = match crate::config::parse(&bytes) {
+            Ok(c) => c,
+            Err(e) => return fail(e.to_string()),
+        };
+        let (vendor, plan, mode) = (config.vendor.clone(), config.plan.clone(), config.mode);
+        // Counters are namespaced by the plugin's name, so two filter
+        // instances sharing a vm_id never read each other's counters.
+        let name = property(&["plugin_name"]).unwrap_or_default();
+        let prefix = format!("idprl/{name}/");
+        let engine = match Engine::new(config, &prefix) {
+            Ok(e) => e,
+            Err(e) => return fail(format!("route {:?}: {}", e.pattern, e.reason)),
+        };
+        if let Err(e) = engine.create_keys(&EnvoySharedData) {
+            return fail(format!("could not create the counter table: {}", e.0));
+        }
+        log::info!(
+            "{vendor}/{plan} ({mode:?}): {} buckets, at most {} shared-data keys under {prefix}",
+            engine.policy.buckets.len(),
+            engine.key_capacity()
+        );
+        let metrics = Metrics::define(&engine);
+        self.plugin = Some(Rc::new(Plugin { engine, metrics }));
+        true
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let plugin = self.plugin.clone()?;
+        Some(Box::new(Http {
+            plugin,
+            context_id,
+            headers: Headers::new(),
+            holds: Vec::new(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    plugin: Rc<Plugin>,
+    context_id: u32,
+    /// Rate-limit headers to add to the upstream's response.
+    headers: Headers,
+    /// Held places to give back if the upstream refuses the request.
+    holds: Vec<Hold>,
+}
+
+impl Context for Http {}
+
+/// The request as Envoy's host calls see it. Header values that are not
+/// UTF-8 are read lossily (the SDK's String getters would panic on them).
+struct EnvoyRequest;
+
+fn request_header(name: &str) -> Option<String> {
+    match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
+        Ok(Some(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+        _ => None,
+    }
+}
+
+impl RequestFacts for EnvoyRequest {
+    fn method(&self) -> Option<String> {
+        request_header(":method")
+    }
+    fn path(&self) -> Option<String> {
+        request_header(":path")
+    }
+    fn authority(&self) -> Option<String> {
+        request_header(":authority")
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        request_header(name)
+    }
+    fn source_address(&self) -> Option<String> {
+        property(&["source", "address"])
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let now = now_us();
+        let engine = &self.plugin.engine;
+        let decision = engine.decide(
+            &EnvoySharedData,
+            &EnvoyRequest,
+            now,
+            u64::from(self.context_id),
+        );
+        self.plugin.metrics.record(&decision);
+        for e in &decision.errors {
+            log::warn!("counter store failed, request let through: {}", e.0);
+        }
+        if let Some(key) = &decision.refused_key {
+            if let Some((b, count)) = decision.counts.last() {
+                let bucket = engine.policy.buckets.get(*b).map_or("?", |b| b.id.as_str());
+                log::debug!("{count:?} by {bucket} for key {key:?}");
+            }
+        }
+        match decision.verdict {
+            Verdict::Unlimited => Action::Continue,
+            Verdict::Forward { headers, holds } => {
+                self.headers = headers;
+                self.holds = holds;
+                Action::Continue
+            }
+            Verdict::Reply(reply) => {
+                let headers: Vec<(&str, &str)> = reply
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect();
+                match hostcalls::send_http_response(
+                    reply.status,
+                    headers,
+                    Some(reply.body.as_bytes()),
+                ) {
+                    Ok(()) => Action::Pause,
+                    Err(s) => {
+                        log::warn!("could not send the local reply: {s:?}");
+                        Action::Continue
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        for (name, value) in &self.headers {
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+        }
+        if !self.holds.is_empty() {
+            let status =
+                match hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status") {
+                    Ok(Some(b)) => String::from_utf8_lossy(&b).parse::<u32>().unwrap_or(0),
+                    _ => 0,
+                };
+            if !(200..300).contains(&status) {
+                let mut errors = Vec::new();
+                self.plugin
+                    .engine
+                    .release(&EnvoySharedData, &self.holds, now_us(), &mut errors);
+                for e in errors {
+                    log::warn!("could not release a hold: {}", e.0);
+                }
+            }
+            self.holds.clear();
+        }
+        Action::Continue
+    }
+}
