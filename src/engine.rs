@@ -315,3 +315,371 @@ impl Engine {
 fn tighter(a: &Outcome, a_limit: u64, b: &Outcome, b_limit: u64) -> bool {
     (a.remaining, a_limit) < (b.remaining, b_limit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::MICROS_PER_SEC;
+    use crate::store::MemoryStore;
+    use std::collections::HashMap;
+
+    const NOW: u64 = 1_795_392_000 * MICROS_PER_SEC;
+
+    #[derive(Default, Clone)]
+    struct Req {
+        method: &'static str,
+        path: String,
+        headers: HashMap<String, String>,
+        source: Option<String>,
+    }
+
+    fn req(method: &'static str, path: &str) -> Req {
+        let mut r = Req {
+            method,
+            path: path.to_string(),
+            ..Req::default()
+        };
+        r.headers
+            .insert(":authority".into(), "acme.okta.com".into());
+        r
+    }
+
+    impl Req {
+        fn with(mut self, name: &str, value: &str) -> Req {
+            self.headers.insert(name.to_string(), value.to_string());
+            self
+        }
+    }
+
+    impl RequestFacts for Req {
+        fn method(&self) -> Option<String> {
+            Some(self.method.to_string())
+        }
+        fn path(&self) -> Option<String> {
+            Some(self.path.clone())
+        }
+        fn authority(&self) -> Option<String> {
+            self.headers.get(":authority").cloned()
+        }
+        fn header(&self, name: &str) -> Option<String> {
+            self.headers.get(name).cloned()
+        }
+        fn source_address(&self) -> Option<String> {
+            self.source.clone()
+        }
+    }
+
+    fn engine(json: &str) -> (Engine, MemoryStore) {
+        let e = Engine::new(crate::config::parse(json.as_bytes()).unwrap(), "t/").unwrap();
+        let store = MemoryStore::new();
+        e.create_keys(&store).unwrap();
+        (e, store)
+    }
+
+    fn header<'a>(d: &'a Decision, name: &str) -> Option<&'a str> {
+        let headers = match &d.verdict {
+            Verdict::Forward { headers, .. } => headers,
+            Verdict::Reply(r) => &r.headers,
+            Verdict::Unlimited => return None,
+        };
+        headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn status(d: &Decision) -> u32 {
+        match &d.verdict {
+            Verdict::Reply(r) => r.status,
+            _ => 200,
+        }
+    }
+
+    /// Sends `n` requests at `now`; returns how many were forwarded.
+    fn admitted(e: &Engine, s: &MemoryStore, r: &Req, n: usize, now: u64) -> usize {
+        (0..n)
+            .filter(|i| status(&e.decide(s, r, now, *i as u64)) == 200)
+            .count()
+    }
+
+    #[test]
+    fn okta_boundary_headers_and_429() {
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "integrator-free"}"#);
+        let logs = req("GET", "/api/v1/logs?since=2026");
+        for i in 1..=20u64 {
+            let d = e.decide(&s, &logs, NOW + i, i);
+            assert_eq!(status(&d), 200, "request {i}");
+            assert_eq!(header(&d, "x-rate-limit-limit"), Some("20"));
+            assert_eq!(
+                header(&d, "x-rate-limit-remaining"),
+                Some((20 - i).to_string().as_str())
+            );
+            assert_eq!(header(&d, "x-rate-limit-reset"), Some("1795392061"));
+        }
+        let d = e.decide(&s, &logs, NOW + 100, 99);
+        assert_eq!(status(&d), 429);
+        assert_eq!(header(&d, "x-rate-limit-remaining"), Some("0"));
+        assert_eq!(header(&d, "x-rate-limit-reset"), Some("1795392061"));
+        assert_eq!(
+            d.counts,
+            vec![(
+                e.policy
+                    .buckets
+                    .iter()
+                    .position(|b| b.id == "okta.management.logs")
+                    .unwrap(),
+                Count::Rejected
+            )]
+        );
+        // Another org is untouched.
+        let other = logs.clone().with(":authority", "Other.okta.com:443");
+        assert_eq!(admitted(&e, &s, &other, 1, NOW), 1);
+    }
+
+    #[test]
+    fn unmatched_and_exempt_paths_are_not_limited() {
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "enterprise"}"#);
+        for path in [
+            "/",
+            "/login",
+            "/api/v2/users",
+            "/oauth2/v1/keys",
+            "/oauth2/default/.well-known/openid-configuration",
+        ] {
+            assert_eq!(
+                e.decide(&s, &req("GET", path), NOW, 0).verdict,
+                Verdict::Unlimited,
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_in_both_catalogs_must_pass_both() {
+        // one-app: management api-v1 600, end-user api-v1 300.
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "one-app"}"#);
+        let patch = req("PATCH", "/api/v1/users/00u1");
+        let d = e.decide(&s, &patch, NOW, 0);
+        assert_eq!(header(&d, "x-rate-limit-limit"), Some("300"));
+        assert_eq!(d.counts.len(), 2);
+        assert_eq!(admitted(&e, &s, &req("GET", "/api/v1/meta"), 400, NOW), 299);
+        // The refused requests took nothing from the management bucket.
+        let mgmt = &e.policy.buckets[e
+            .policy
+            .buckets
+            .iter()
+            .position(|b| b.id == "okta.management.api-v1")
+            .unwrap()];
+        let fp = crate::hash::fingerprint(&[mgmt.id.as_bytes(), b"fw", b"acme.okta.com"]);
+        assert_eq!(
+            e.table
+                .peek(&s, mgmt.fingerprint, fp, &mgmt.limit, NOW)
+                .unwrap()
+                .remaining,
+            300
+        );
+    }
+
+    #[test]
+    fn a_refusal_gives_back_what_earlier_buckets_took() {
+        let (e, s) = engine(
+            r#"{"vendor": "auth0", "plan": "free",
+                "overrides": [{"bucket": "auth0.self-service.read-users.per-minute", "limit": 2}]}"#,
+        );
+        let users = req("GET", "/api/v2/users");
+        assert_eq!(admitted(&e, &s, &users, 5, NOW), 2);
+        // The tenant per-second bucket (10) lost only the 2 admitted requests.
+        let stats = req("GET", "/api/v2/stats/daily");
+        assert_eq!(admitted(&e, &s, &stats, 10, NOW), 8);
+        let d = e.decide(&s, &stats, NOW, 1);
+        assert_eq!(status(&d), 429);
+        assert_eq!(header(&d, "retry-after"), Some("1"));
+        let body: serde_json::Value = match &d.verdict {
+            Verdict::Reply(r) => serde_json::from_str(&r.body).unwrap(),
+            _ => unreachable!(),
+        };
+        assert_eq!(body["message"], "Global limit has been reached");
+    }
+
+    #[test]
+    fn auth0_reports_the_bucket_closest_to_empty() {
+        let (e, s) = engine(r#"{"vendor": "auth0", "plan": "enterprise-prod"}"#);
+        let d = e.decide(&s, &req("GET", "/api/v2/clients"), NOW, 0);
+        assert_eq!(header(&d, "x-ratelimit-limit"), Some("5"));
+        assert_eq!(header(&d, "x-ratelimit-remaining"), Some("4"));
+        // 5/s: the next request comes back 200 ms later.
+        assert_eq!(header(&d, "x-ratelimit-reset"), Some("1795392001"));
+    }
+
+    #[test]
+    fn shadow_mode_never_rejects_but_counts() {
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "integrator-free", "mode": "shadow"}"#);
+        let logs = req("GET", "/api/v1/logs");
+        assert_eq!(admitted(&e, &s, &logs, 25, NOW), 25);
+        let d = e.decide(&s, &logs, NOW, 0);
+        assert!(matches!(d.counts[..], [(_, Count::ShadowRejected)]));
+        assert_eq!(header(&d, "x-rate-limit-remaining"), Some("0"));
+    }
+
+    #[test]
+    fn import_jobs_hold_and_release() {
+        let (e, s) = engine(
+            r#"{"vendor": "auth0", "plan": "enterprise-prod", "import_job_hold_seconds": 30}"#,
+        );
+        let job = req("POST", "/api/v2/jobs/users-imports");
+        let first = e.decide(&s, &job, NOW, 0);
+        let Verdict::Forward { holds, .. } = &first.verdict else {
+            panic!("{first:?}")
+        };
+        assert_eq!(
+            holds.len(),
+            1,
+            "only the concurrency bucket is held for release"
+        );
+        assert_eq!(admitted(&e, &s, &job, 1, NOW), 1);
+        let third = e.decide(&s, &job, NOW + MICROS_PER_SEC, 0);
+        assert_eq!(status(&third), 429);
+        assert_eq!(header(&third, "retry-after"), Some("29"));
+        // The upstream refused the first job: its place is free again.
+        e.release(&s, holds, NOW + MICROS_PER_SEC, &mut Vec::new());
+        assert_eq!(admitted(&e, &s, &job, 2, NOW + MICROS_PER_SEC), 1);
+        // After the hold time, both places are free.
+        assert_eq!(admitted(&e, &s, &job, 3, NOW + 32 * MICROS_PER_SEC), 2);
+    }
+
+    fn spa_token(sub: &str, scope: &str) -> String {
+        let claims = format!(r#"{{"sub":"{sub}","scope":"{scope}"}}"#);
+        format!(
+            "Bearer e30.{}.sig",
+            crate::identity::base64url_encode(claims.as_bytes())
+        )
+    }
+
+    #[test]
+    fn spa_tokens_are_limited_per_user() {
+        let (e, s) = engine(r#"{"vendor": "auth0", "plan": "enterprise-prod"}"#);
+        // 150 ms apart, so the tenant's 10/s "other endpoints" bucket keeps up
+        // and only the SPA bucket (10/min, a token back every 6 s) refuses.
+        let me = req("GET", "/api/v2/users/u1")
+            .with("authorization", &spa_token("u1", "read:current_user"));
+        let spaced = |r: &Req, n: u64, from: u64| {
+            (0..n)
+                .filter(|i| status(&e.decide(&s, r, from + i * 150_000, 0)) == 200)
+                .count()
+        };
+        assert_eq!(spaced(&me, 12, NOW), 10);
+        let other = req("GET", "/api/v2/users/u2")
+            .with("authorization", &spa_token("u2", "read:current_user"));
+        assert_eq!(spaced(&other, 1, NOW + 2 * MICROS_PER_SEC), 1);
+        for auth in [
+            "Bearer garbage",
+            "Bearer a.b",
+            &spa_token("u1", "read:users"),
+        ] {
+            let r = req("GET", "/api/v2/users/u1").with("authorization", auth);
+            assert_eq!(spaced(&r, 1, NOW + 3 * MICROS_PER_SEC), 1, "{auth}");
+        }
+        // u1 gets a request back 6 s after its bucket emptied.
+        assert_eq!(spaced(&me, 1, NOW + 7 * MICROS_PER_SEC), 1);
+    }
+
+    #[test]
+    fn onelogin_status_endpoint_reports_without_counting() {
+        let (e, s) = engine(r#"{"vendor": "onelogin"}"#);
+        let status_req = req("GET", "/auth/rate_limit").with("authorization", "bearer:tok");
+        let body = |d: &Decision| match &d.verdict {
+            Verdict::Reply(r) => serde_json::from_str::<serde_json::Value>(&r.body).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            body(&e.decide(&s, &status_req, NOW, 0))["data"]["X-RateLimit-Remaining"],
+            5000
+        );
+        assert_eq!(admitted(&e, &s, &req("GET", "/api/2/users"), 12, NOW), 12);
+        let d = e.decide(&s, &status_req, NOW + 10 * MICROS_PER_SEC, 0);
+        assert_eq!(
+            body(&d)["data"],
+            serde_json::json!({"X-RateLimit-Limit": 5000, "X-RateLimit-Remaining": 4988, "X-RateLimit-Reset": 3590})
+        );
+        assert_eq!(
+            body(&e.decide(&s, &status_req, NOW, 0))["data"]["X-RateLimit-Remaining"],
+            4988
+        );
+        let d = e.decide(
+            &s,
+            &req("GET", "/api/2/users"),
+            NOW + 10 * MICROS_PER_SEC,
+            0,
+        );
+        assert_eq!(header(&d, "x-ratelimit-reset"), Some("3590"));
+    }
+
+    #[test]
+    fn client_ip_and_header_scopes() {
+        let (e, s) =
+            engine(r#"{"vendor": "okta", "plan": "integrator-free", "scope": "client_ip"}"#);
+        let mut a = req("GET", "/api/v1/logs").with("x-forwarded-for", "9.9.9.9");
+        a.source = Some("10.0.0.1:40000".into());
+        let mut b = a.clone().with("x-forwarded-for", "8.8.8.8");
+        b.source = Some("10.0.0.1:40001".into());
+        let mut c = a.clone();
+        c.source = Some("[2001:db8::1]:40000".into());
+        assert_eq!(admitted(&e, &s, &a, 15, NOW), 15);
+        assert_eq!(
+            admitted(&e, &s, &b, 15, NOW),
+            5,
+            "same IP, other port and XFF: same bucket"
+        );
+        assert_eq!(admitted(&e, &s, &c, 25, NOW), 20);
+
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "integrator-free", "scope": {"header": "x-team"}}"#,
+        );
+        let blue = req("GET", "/api/v1/logs").with("x-team", "blue");
+        let none = req("GET", "/api/v1/logs");
+        assert_eq!(admitted(&e, &s, &blue, 25, NOW), 20);
+        assert_eq!(
+            admitted(&e, &s, &none, 25, NOW),
+            20,
+            "requests without the header share one bucket"
+        );
+    }
+
+    struct BrokenStore;
+
+    impl SharedStore for BrokenStore {
+        fn get(&self, _: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+            Err(StoreError("down".into()))
+        }
+        fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<bool, StoreError> {
+            Err(StoreError("down".into()))
+        }
+    }
+
+    #[test]
+    fn a_failing_store_lets_requests_through_and_says_so() {
+        let (e, _) = engine(r#"{"vendor": "okta", "plan": "integrator-free"}"#);
+        let d = e.decide(&BrokenStore, &req("GET", "/api/v1/logs"), NOW, 0);
+        assert_eq!(status(&d), 200);
+        assert_eq!(d.errors.len(), 1);
+    }
+
+    #[test]
+    fn odd_requests_never_panic() {
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "enterprise"}"#);
+        let huge = "/api/v1/".to_string() + &"x/".repeat(40_000);
+        for (method, path) in [
+            ("", ""),
+            ("GET", "?"),
+            ("GET", &huge),
+            ("BREW", "/api/v1/users"),
+            ("GET", "/api/v1/%ff%fe"),
+        ] {
+            let mut r = req(method, path);
+            r.headers.clear();
+            let _ = e.decide(&s, &r, NOW, 0);
+            let _ = e.decide(&s, &r, 0, 0);
+            let _ = e.decide(&s, &r, u64::MAX, 0);
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! every host call's result is handled (a panic here would kill the VM and
 //! fail every later request on its worker).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -18,8 +19,13 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-/// Envoy shared data (one map per `vm_id`, shared by every worker).
-struct EnvoySharedData;
+/// Envoy shared data (one map per `vm_id`, shared by every worker). Counts
+/// the keys it creates (a write with no CAS token only happens to a missing
+/// key), so the key cap can be observed from Envoy's stats.
+#[derive(Default)]
+struct EnvoySharedData {
+    created: Cell<u64>,
+}
 
 impl SharedStore for EnvoySharedData {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
@@ -32,7 +38,12 @@ impl SharedStore for EnvoySharedData {
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError> {
         match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if cas.is_none() {
+                    self.created.set(self.created.get() + 1);
+                }
+                Ok(true)
+            }
             Err(proxy_wasm::types::Status::CasMismatch) => Ok(false),
             Err(s) => Err(StoreError(format!("set_shared_data({key}): {s:?}"))),
         }
@@ -43,6 +54,9 @@ impl SharedStore for EnvoySharedData {
 struct Metrics {
     per_bucket: Vec<[Option<u32>; 3]>,
     store_errors: Option<u32>,
+    /// Shared-data keys created, by any worker, ever: stays at the table's
+    /// capacity (`max_keys / 4` groups + one overflow entry per bucket).
+    keys_created: Option<u32>,
 }
 
 impl Metrics {
@@ -59,6 +73,13 @@ impl Metrics {
                 })
                 .collect(),
             store_errors: counter("idp_ratelimit.store_errors".to_string()),
+            keys_created: counter("idp_ratelimit.shared_data_keys_created".to_string()),
+        }
+    }
+
+    fn keys_created(&self, n: u64) {
+        if let Some(id) = self.keys_created.filter(|_| n > 0) {
+            let _ = hostcalls::increment_metric(id, n as i64);
         }
     }
 
@@ -139,7 +160,8 @@ impl RootContext for Root {
             Ok(e) => e,
             Err(e) => return fail(format!("route {:?}: {}", e.pattern, e.reason)),
         };
-        if let Err(e) = engine.create_keys(&EnvoySharedData) {
+        let store = EnvoySharedData::default();
+        if let Err(e) = engine.create_keys(&store) {
             return fail(format!("could not create the counter table: {}", e.0));
         }
         log::info!(
@@ -148,6 +170,7 @@ impl RootContext for Root {
             engine.key_capacity()
         );
         let metrics = Metrics::define(&engine);
+        metrics.keys_created(store.created.get());
         self.plugin = Some(Rc::new(Plugin { engine, metrics }));
         true
     }
@@ -211,13 +234,17 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let now = now_us();
         let engine = &self.plugin.engine;
-        let decision = engine.decide(
-            &EnvoySharedData,
-            &EnvoyRequest,
-            now,
-            u64::from(self.context_id),
-        );
+        let store = EnvoySharedData::default();
+        let decision = engine.decide(&store, &EnvoyRequest, now, u64::from(self.context_id));
         self.plugin.metrics.record(&decision);
+        if store.created.get() > 0 {
+            // Only if configure could not create the table; see table.rs.
+            log::warn!(
+                "created {} shared-data keys on the request path",
+                store.created.get()
+            );
+            self.plugin.metrics.keys_created(store.created.get());
+        }
         for e in &decision.errors {
             log::warn!("counter store failed, request let through: {}", e.0);
         }
@@ -267,9 +294,10 @@ impl HttpContext for Http {
                 };
             if !(200..300).contains(&status) {
                 let mut errors = Vec::new();
+                let store = EnvoySharedData::default();
                 self.plugin
                     .engine
-                    .release(&EnvoySharedData, &self.holds, now_us(), &mut errors);
+                    .release(&store, &self.holds, now_us(), &mut errors);
                 for e in errors {
                     log::warn!("could not release a hold: {}", e.0);
                 }
