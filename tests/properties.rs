@@ -1,0 +1,331 @@
+//! Property tests (stable Rust, seeded PRNG, no extra crates) for the two
+//! entry points that see hostile input: the path router and the config parser.
+//! Seeds are fixed so a failure reproduces; set IDP_RL_PROPTEST_CASES to run more.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use idp_ratelimit::config;
+use idp_ratelimit::path::normalize;
+use idp_ratelimit::policy::{Policy, Resolved};
+
+/// xorshift64*: small, deterministic, good enough to drive generators.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+    fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+fn cases() -> usize {
+    std::env::var("IDP_RL_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+fn policies() -> Vec<(&'static str, Policy)> {
+    [
+        r#"{"vendor": "okta", "plan": "enterprise"}"#,
+        r#"{"vendor": "auth0", "plan": "enterprise-prod"}"#,
+        r#"{"vendor": "auth0", "plan": "free"}"#,
+        r#"{"vendor": "onelogin"}"#,
+    ]
+    .into_iter()
+    .map(|json| {
+        (
+            json,
+            Policy::compile(config::parse(json.as_bytes()).unwrap().policy).unwrap(),
+        )
+    })
+    .collect()
+}
+
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "PURGE",
+];
+
+/// Canonical paths built from the catalogs' shapes, with random parameters.
+fn canonical_path(rng: &mut Rng) -> String {
+    const SHAPES: [&str; 24] = [
+        "/api/v1/users",
+        "/api/v1/users/{}",
+        "/api/v1/users/{}/groups",
+        "/api/v1/apps",
+        "/api/v1/apps/{}",
+        "/api/v1/apps/{}/users",
+        "/api/v1/groups/{}",
+        "/api/v1/groups/{}/users",
+        "/api/v1/logs",
+        "/api/v1/authn",
+        "/api/v1/authn/factors/{}/verify",
+        "/api/v1/sessions/{}",
+        "/oauth2/v1/token",
+        "/oauth2/v1/keys",
+        "/oauth2/{}/v1/token",
+        "/oauth2/{}/v1/keys",
+        "/oauth2/{}/.well-known/openid-configuration",
+        "/oauth2/v1/clients/{}",
+        "/api/v2/users",
+        "/api/v2/users/{}/logs",
+        "/api/v2/jobs/users-imports",
+        "/api/v2/clients/{}",
+        "/auth/rate_limit",
+        "/api/2/users/{}",
+    ];
+    const PARAMS: [&str; 6] = ["00u1ab", "default", "v1", "sms", "a%2Fb", "x-y_z~1"];
+    let shape = rng.pick(&SHAPES);
+    let mut out = String::new();
+    for (i, part) in shape.split("{}").enumerate() {
+        if i > 0 {
+            out.push_str(*rng.pick(&PARAMS));
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+/// Rewrites a canonical path into an equivalent spelling.
+fn respell(rng: &mut Rng, canonical: &str) -> String {
+    let mut out = String::new();
+    for segment in canonical.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        if rng.chance(4) {
+            out.push('/');
+        }
+        if rng.chance(5) {
+            out.push_str("./");
+        }
+        if rng.chance(5) {
+            out.push_str("junk/../");
+        }
+        for ch in segment.chars() {
+            if ch.is_ascii_alphanumeric() && rng.chance(6) {
+                let hex = format!("%{:02X}", ch as u32);
+                out.push_str(&if rng.chance(2) {
+                    hex.to_lowercase()
+                } else {
+                    hex
+                });
+            } else {
+                out.push(ch);
+            }
+        }
+    }
+    if rng.chance(3) {
+        out.push('/');
+    }
+    if rng.chance(3) {
+        out.push_str("?q=%2F..%2F&x=/api/v1/logs");
+    }
+    if rng.chance(6) {
+        out.push_str("#frag/..");
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[test]
+fn any_spelling_of_a_path_lands_in_the_same_buckets() {
+    let policies = policies();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..cases() {
+        let canonical = canonical_path(&mut rng);
+        let raw = respell(&mut rng, &canonical);
+        let method = *rng.pick(&METHODS);
+        assert_eq!(
+            normalize(&raw),
+            normalize(&canonical),
+            "{raw:?} vs {canonical:?}"
+        );
+        for (name, policy) in &policies {
+            let want = policy.resolve(method, &normalize(&canonical));
+            let got = policy.resolve(method, &normalize(&raw));
+            assert_eq!(
+                got, want,
+                "{name}: {method} {raw:?} (canonical {canonical:?})"
+            );
+        }
+    }
+}
+
+fn random_path(rng: &mut Rng) -> String {
+    const PIECES: [&str; 16] = [
+        "/", "//", "..", ".", "%2F", "%2f", "%", "%zz", "%2e%2E", "api", "v1", "users", "?", "#",
+        "é", "\u{0}",
+    ];
+    let mut bytes = Vec::new();
+    let n = if rng.chance(200) {
+        65_536
+    } else {
+        rng.below(40)
+    };
+    while bytes.len() < n {
+        if rng.chance(4) {
+            bytes.push(rng.next() as u8); // arbitrary bytes, non-UTF-8 included
+        } else {
+            bytes.extend_from_slice(rng.pick(&PIECES).as_bytes());
+        }
+    }
+    // Envoy hands the filter bytes; the glue reads them lossily.
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn arbitrary_paths_never_panic_and_normalise_idempotently() {
+    let policies = policies();
+    let mut rng = Rng(42);
+    for _ in 0..cases() {
+        let raw = random_path(&mut rng);
+        let once = normalize(&raw);
+        assert!(once.starts_with('/'), "{raw:?} -> {once:?}");
+        assert!(
+            !once.contains("//") && !once.contains('?'),
+            "{raw:?} -> {once:?}"
+        );
+        assert_eq!(normalize(&once), once, "idempotent for {raw:?}");
+        for (_, policy) in &policies {
+            let _ = policy.resolve(*rng.pick(&METHODS), &once);
+        }
+    }
+}
+
+#[test]
+fn exempt_paths_cannot_be_reached_by_respelling_a_limited_one() {
+    // A limited path never resolves to Exempt (or to nothing) by any spelling.
+    let policies = policies();
+    let mut rng = Rng(7);
+    for _ in 0..cases() / 4 {
+        let canonical = canonical_path(&mut rng);
+        let raw = respell(&mut rng, &canonical);
+        for (name, policy) in &policies {
+            if let Some(Resolved::Buckets(b)) = policy.resolve("GET", &normalize(&canonical)) {
+                assert_eq!(
+                    policy.resolve("GET", &normalize(&raw)),
+                    Some(Resolved::Buckets(b)),
+                    "{name}: {raw:?}"
+                );
+            }
+        }
+    }
+}
+
+fn random_json(rng: &mut Rng, depth: usize) -> serde_json::Value {
+    use serde_json::{json, Value};
+    const FIELDS: [&str; 16] = [
+        "vendor",
+        "plan",
+        "catalogs",
+        "import_job_hold_seconds",
+        "scope",
+        "bucket_scopes",
+        "headroom_percent",
+        "mode",
+        "overrides",
+        "routes",
+        "headers",
+        "dialect",
+        "max_keys",
+        "route",
+        "limit",
+        "window",
+    ];
+    const STRINGS: [&str; 16] = [
+        "okta",
+        "auth0",
+        "onelogin",
+        "custom",
+        "enterprise",
+        "free",
+        "management",
+        "end-user",
+        "client_ip",
+        "host",
+        "shadow",
+        "ietf",
+        "minute",
+        "/api/v1/*",
+        "/a/{*r}/b",
+        "okta.management.logs",
+    ];
+    match rng.below(if depth > 3 { 5 } else { 8 }) {
+        0 => Value::Null,
+        1 => json!(rng.chance(2)),
+        2 => json!(rng.next() as i64 % 200_000 - 1000),
+        3 => json!(rng.pick(&STRINGS)),
+        4 => json!(f64::from(rng.below(1000) as u32) / 7.0),
+        5 | 6 => {
+            let mut m = serde_json::Map::new();
+            for _ in 0..rng.below(6) {
+                m.insert(rng.pick(&FIELDS).to_string(), random_json(rng, depth + 1));
+            }
+            Value::Object(m)
+        }
+        _ => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_json(rng, depth + 1))
+                .collect(),
+        ),
+    }
+}
+
+#[test]
+fn arbitrary_configs_are_accepted_or_refused_with_a_field() {
+    let mut rng = Rng(0xdead_beef);
+    let mut accepted = 0;
+    for i in 0..cases() {
+        let mut value = random_json(&mut rng, 0);
+        // Steer half the cases towards plausible configs.
+        if i % 2 == 0 {
+            if let serde_json::Value::Object(m) = &mut value {
+                m.insert(
+                    "vendor".into(),
+                    serde_json::json!(rng.pick(&["okta", "auth0", "onelogin", "custom"])),
+                );
+                m.insert(
+                    "plan".into(),
+                    serde_json::json!(rng.pick(&["enterprise", "free", "one-app", "default"])),
+                );
+            }
+        }
+        let text = value.to_string();
+        match config::parse(text.as_bytes()) {
+            Ok(c) => {
+                accepted += 1;
+                Policy::compile(c.policy)
+                    .unwrap_or_else(|e| panic!("accepted {text} but it does not compile: {e:?}"));
+            }
+            Err(e) => {
+                assert!(
+                    !e.field.is_empty() && !e.problem.is_empty(),
+                    "{text}: {e:?}"
+                );
+            }
+        }
+    }
+    assert!(accepted > 0, "the generator should reach valid configs too");
+    // Raw bytes: truncated, non-UTF-8, deeply nested.
+    for bytes in [
+        &b"{\"vendor\": \"okta\", \"plan\""[..],
+        b"\xff\xfe{}",
+        b"",
+        b"null",
+        &[b'['; 10_000][..],
+    ] {
+        let e = config::parse(bytes).unwrap_err();
+        assert_eq!(e.field, "(document)");
+    }
+}
