@@ -89,7 +89,7 @@ fn canonical_path(rng: &mut Rng) -> String {
     let mut out = String::new();
     for (i, part) in shape.split("{}").enumerate() {
         if i > 0 {
-            out.push_str(*rng.pick(&PARAMS));
+            out.push_str(rng.pick::<&str>(&PARAMS));
         }
         out.push_str(part);
     }
@@ -198,7 +198,7 @@ fn arbitrary_paths_never_panic_and_normalise_idempotently() {
         );
         assert_eq!(normalize(&once), once, "idempotent for {raw:?}");
         for (_, policy) in &policies {
-            let _ = policy.resolve(*rng.pick(&METHODS), &once);
+            let _ = policy.resolve(rng.pick::<&str>(&METHODS), &once);
         }
     }
 }
