@@ -387,12 +387,14 @@ fn window(v: &Value, field: &str) -> Result<u64, ConfigError> {
             "minute" => 60,
             "hour" => 3600,
             "day" => 86_400,
-            _ => return err(
-                field,
-                format!(
+            _ => {
+                return err(
+                    field,
+                    format!(
                     "unknown window {s:?}; \"second\", \"minute\", \"hour\", \"day\" or seconds"
                 ),
-            ),
+                )
+            }
         },
         _ => integer(v, field, 1, 31 * 86_400)?,
     };
