@@ -178,6 +178,9 @@ impl Engine {
             if !outcome.admitted {
                 decision.refused_key = Some(key);
                 if self.mode == Mode::Enforce {
+                    // The earlier buckets' takes are given back below, so
+                    // they did not admit this request after all.
+                    decision.counts.retain(|(_, c)| *c != Count::Admitted);
                     decision.counts.push((index, Count::Rejected));
                     self.release(store, &holds, now_us, &mut decision.errors);
                     let id = response::request_id(seed ^ now_us);
@@ -463,6 +466,15 @@ mod tests {
         assert_eq!(header(&d, "x-rate-limit-limit"), Some("300"));
         assert_eq!(d.counts.len(), 2);
         assert_eq!(admitted(&e, &s, &req("GET", "/api/v1/meta"), 400, NOW), 299);
+        // A refusal by the end-user bucket is not an admit by the management one.
+        let d = e.decide(&s, &patch, NOW, 0);
+        let end_user = e
+            .policy
+            .buckets
+            .iter()
+            .position(|b| b.id == "okta.end-user.api-v1")
+            .unwrap();
+        assert_eq!(d.counts, vec![(end_user, Count::Rejected)]);
         // The refused requests took nothing from the management bucket.
         let mgmt = &e.policy.buckets[e
             .policy
