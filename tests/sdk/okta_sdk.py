@@ -1,0 +1,170 @@
+"""Okta's official Python SDK (PyPI `okta`) against the filter: usage `okta_sdk.py PORT`.
+
+Run by tests/sdk_e2e.rs against an Envoy whose filter has {"vendor": "okta"} with the bucket
+okta.management.users (GET /api/v1/users) overridden to LIMIT requests per WINDOW seconds.
+Needs OKTA_TESTING_TESTINGDISABLEHTTPSCHECK=true (plain http) and no okta.yaml in the working
+directory or in $HOME/.okta (the test runs it with a temporary HOME and cwd).
+
+What the SDK does on a 429 (okta/request_executor.py): it needs `Date` (parsed as
+"%a, %d %b %Y %H:%M:%S GMT") and `X-Rate-Limit-Reset` (epoch seconds), sleeps
+reset - date + 1 seconds, and resends with X-Okta-Retry-For (the 429's X-Okta-Request-Id) and
+X-Okta-Retry-Count, at most rateLimit.maxRetries times.
+
+Steps (all on one fixed window, which opens at the first request):
+  1. LIMIT calls with the retrying client: admitted.
+  2. One call with a client that has maxRetries 0: the SDK hands back the filter's 429 as an
+     OktaAPIError (E0000047) without retrying.
+  3. One call with the retrying client: 429, a wait of reset - date + 1 s, one retry, success.
+Every HTTP attempt is recorded at the SDK's transport (HTTPClient.send_request), so the script
+sees the real request headers and measures the gap between the 429 and the retry.
+
+The harness's upstream answers 200 "ok\\n", which is not JSON; the header x-upstream-status: 201
+selects its 201 "{}" instead, which list_users accepts.
+
+Exits 0 only if every check passed; prints each check and the attempts either way.
+"""
+
+import asyncio
+import email.utils
+import os
+import sys
+import time
+
+os.environ.setdefault("OKTA_TESTING_TESTINGDISABLEHTTPSCHECK", "true")
+
+from okta import http_client  # noqa: E402
+from okta.client import Client  # noqa: E402
+from okta.errors.okta_api_error import OktaAPIError  # noqa: E402
+
+LIMIT = 2  # must match the override in tests/sdk_e2e.rs
+WINDOW = 3  # seconds; must match the override in tests/sdk_e2e.rs
+SLACK = 1.5  # seconds a loaded machine may add to a wait
+PORT = int(sys.argv[1])
+
+ATTEMPTS = []  # one dict per HTTP request the SDK sent
+FAILED = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what, flush=True)
+    if not ok:
+        FAILED.append(what)
+    return ok
+
+
+_send = http_client.HTTPClient.send_request
+
+
+async def _recording_send(self, request):
+    sent = {k.lower(): v for k, v in {**self._default_headers, **request["headers"]}.items()}
+    rec = {"method": request["method"], "url": request["url"], "req": sent,
+           "t_sent": time.monotonic(), "wall_sent": time.time()}
+    result = await _send(self, request)
+    resp = result[1]
+    rec["t_done"] = time.monotonic()
+    rec["status"] = resp.status if resp is not None else None
+    rec["resp"] = {k.lower(): v for k, v in resp.headers.items()} if resp is not None else {}
+    rec["error"] = result[3]
+    ATTEMPTS.append(rec)
+    return result
+
+
+http_client.HTTPClient.send_request = _recording_send
+
+
+def client(max_retries):
+    c = Client({
+        "orgUrl": f"http://127.0.0.1:{PORT}",
+        "token": "sdk-e2e-token",
+        "rateLimit": {"maxRetries": max_retries},
+    })
+    c.set_custom_headers({"x-upstream-status": "201"})
+    return c
+
+
+def show(label, attempts):
+    print(f"  {label}:")
+    prev = None
+    for a in attempts:
+        gap = "" if prev is None else f" (+{a['t_sent'] - prev['t_done']:.3f} s after the previous)"
+        keep = ("date", "x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset",
+                "x-okta-request-id")
+        resp = {k: a["resp"][k] for k in keep if k in a["resp"]}
+        retry = {k: v for k, v in a["req"].items() if k.startswith("x-okta-retry")}
+        print(f"    {a['method']} {a['url']} {retry} -> {a['status']}{gap} {resp}")
+        prev = a
+
+
+async def call(c, label):
+    start = len(ATTEMPTS)
+    t0 = time.monotonic()
+    result = await c.list_users()
+    took = time.monotonic() - t0
+    attempts = ATTEMPTS[start:]
+    show(f"{label}: {len(attempts)} attempt(s) in {took:.3f} s", attempts)
+    return result, attempts, took
+
+
+async def main():
+    patient = client(max_retries=2)
+    impatient = client(max_retries=0)
+
+    # 1. Fill the window.
+    for i in range(LIMIT):
+        (_, resp, err), attempts, _ = await call(patient, f"call {i + 1}")
+        check(err is None and [a["status"] for a in attempts] == [201],
+              f"call {i + 1} admitted in one attempt (err={err!r})")
+
+    # 2. No retries allowed: the SDK returns the 429 as an OktaAPIError.
+    (_, resp, err), attempts, _ = await call(impatient, "no-retry call")
+    check([a["status"] for a in attempts] == [429], "no-retry call: one attempt, refused with 429")
+    check(isinstance(err, OktaAPIError) and err.status == 429 and err.error_code == "E0000047",
+          f"no-retry call: the SDK reports OktaAPIError 429 E0000047 (got {err!r})")
+    if isinstance(err, OktaAPIError):
+        rid = attempts[0]["resp"].get("x-okta-request-id") if attempts else None
+        check(err.error_id == rid and bool(rid),
+              f"no-retry call: errorId {err.error_id!r} is the X-Okta-Request-Id {rid!r}")
+
+    # 3. The retrying client: 429, wait, retry, success.
+    (_, resp, err), attempts, took = await call(patient, "retrying call")
+    statuses = [a["status"] for a in attempts]
+    check(err is None, f"retrying call: the SDK succeeded (err={err!r})")
+    check(statuses == [429, 201], f"retrying call: attempts were 429 then 201 (got {statuses})")
+    if len(attempts) != 2 or statuses[0] != 429:
+        return
+    first, retry = attempts
+    h = first["resp"]
+    date_s = h.get("date", "")
+    parsed = email.utils.parsedate_to_datetime(date_s) if date_s else None
+    check(date_s.endswith(" GMT") and parsed is not None,
+          f"429 Date {date_s!r} is an IMF-fixdate in GMT")
+    check(h.get("x-rate-limit-reset", "").isdigit(),
+          f"429 X-Rate-Limit-Reset {h.get('x-rate-limit-reset')!r} is integer epoch seconds")
+    check(h.get("x-rate-limit-limit") == str(LIMIT) and h.get("x-rate-limit-remaining") == "0",
+          f"429 X-Rate-Limit-Limit/Remaining are {LIMIT}/0")
+    if parsed is None or not h.get("x-rate-limit-reset", "").isdigit():
+        return
+    date = parsed.timestamp()
+    reset = int(h["x-rate-limit-reset"])
+    check(abs(date - first["wall_sent"]) <= 2, f"429 Date is the current time ({date_s})")
+    expected = reset - date + 1  # what the SDK computes
+    check(2 <= expected <= WINDOW + 2,
+          f"SDK's computed wait reset - date + 1 = {expected:.0f} s is within a {WINDOW} s window (+1..2 s)")
+    gap = retry["t_sent"] - first["t_done"]
+    check(expected - 0.05 <= gap <= expected + SLACK,
+          f"retry sent {gap:.3f} s after the 429 (expected {expected:.0f} s)")
+    check(retry["wall_sent"] >= reset,
+          f"retry sent after the advertised reset ({retry['wall_sent']:.3f} >= {reset})")
+    check(took <= expected + SLACK + 1, f"retrying call took {took:.3f} s in all")
+    rid = h.get("x-okta-request-id", "")
+    check(bool(rid) and retry["req"].get("x-okta-retry-for") == rid,
+          f"retry carried X-Okta-Retry-For {retry['req'].get('x-okta-retry-for')!r} = 429's X-Okta-Request-Id {rid!r}")
+    check(retry["req"].get("x-okta-retry-count") == "1",
+          f"retry carried X-Okta-Retry-Count {retry['req'].get('x-okta-retry-count')!r} = '1'")
+    check("x-okta-retry-for" not in first["req"], "first attempt carried no X-Okta-Retry-For")
+
+
+asyncio.run(main())
+total = len(ATTEMPTS)
+print(f"{total} HTTP attempts; {len(FAILED)} check(s) failed")
+sys.exit(1 if FAILED else 0)
