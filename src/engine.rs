@@ -291,6 +291,11 @@ impl Engine {
                 errors.push(e);
                 bucket.limit.peek(None, now_us)
             });
+        // No window open: the next call would open a full one.
+        let mut outcome = outcome;
+        if outcome.reset_us <= now_us {
+            outcome.reset_us = now_us.saturating_add(bucket.limit.window_us);
+        }
         let report = Report::new(bucket, &outcome);
         let mut reply = response::onelogin_status(
             method,
@@ -603,10 +608,11 @@ mod tests {
             Verdict::Reply(r) => serde_json::from_str::<serde_json::Value>(&r.body).unwrap(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(
-            body(&e.decide(&s, &status_req, NOW, 0))["data"]["X-RateLimit-Remaining"],
-            5000
-        );
+        let before = e.decide(&s, &status_req, NOW, 0);
+        assert_eq!(body(&before)["data"]["X-RateLimit-Remaining"], 5000);
+        // No window open yet: header and body both say a full hour.
+        assert_eq!(body(&before)["data"]["X-RateLimit-Reset"], 3600);
+        assert_eq!(header(&before, "x-ratelimit-reset"), Some("3600"));
         assert_eq!(admitted(&e, &s, &req("GET", "/api/2/users"), 12, NOW), 12);
         let d = e.decide(&s, &status_req, NOW + 10 * MICROS_PER_SEC, 0);
         assert_eq!(

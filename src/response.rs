@@ -106,64 +106,78 @@ pub fn too_many_requests(
     headers.push(("content-type", "application/json".to_string()));
     headers.push(("date", crate::httpdate::format(now_us / MICROS_PER_SEC)));
     let retry_after = outcome.retry_after_secs(now_us).to_string();
+    // Bodies are written in the vendors' own key order.
     let body = match dialect {
         Dialect::Okta => {
             // Okta's SDKs echo this id back as X-Okta-Retry-For.
             headers.push(("x-okta-request-id", request_id.to_string()));
-            serde_json::json!({
-                "errorCode": "E0000047",
-                "errorSummary": "API call exceeded rate limit due to too many requests.",
-                "errorLink": "E0000047",
-                "errorId": request_id,
-                "errorCauses": [],
-            })
+            format!(
+                r#"{{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests.","errorLink":"E0000047","errorId":{},"errorCauses":[]}}"#,
+                json_string(request_id)
+            )
         }
         Dialect::Auth0 => {
             headers.push(("retry-after", retry_after));
             match &bucket.reject {
-                RejectBody::Message(m) => serde_json::json!({
-                    "statusCode": 429,
-                    "error": "Too Many Requests",
-                    "message": m.replace("{limit}", &bucket.limit.limit.to_string()),
-                }),
-                RejectBody::Standard => serde_json::json!({
-                    "statusCode": 429,
-                    "error": "Too Many Requests",
-                    "message": if bucket.id.starts_with("auth0.tenant.") {
+                RejectBody::Message(m) => format!(
+                    r#"{{"statusCode":429,"error":"Too Many Requests","message":{}}}"#,
+                    json_string(&m.replace("{limit}", &bucket.limit.limit.to_string()))
+                ),
+                RejectBody::Standard => {
+                    let message = if bucket.id.starts_with("auth0.tenant.") {
                         "Global limit has been reached"
                     } else {
                         "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers."
-                    },
-                    "errorCode": "too_many_requests",
-                }),
+                    };
+                    format!(
+                        r#"{{"statusCode":429,"error":"Too Many Requests","message":{},"errorCode":"too_many_requests"}}"#,
+                        json_string(message)
+                    )
+                }
             }
         }
         Dialect::OneLogin => {
             // OneLogin's Python SDK retries only when Retry-After is present.
             headers.push(("retry-after", retry_after));
-            envelope(429, "too many requests", "Rate limit exceeded")
+            envelope(429, "too many requests", "Rate limit exceeded", None)
         }
     };
     LocalReply {
         status: 429,
         headers,
-        body: body.to_string(),
+        body,
     }
 }
 
-/// OneLogin's `{"status": {...}}` envelope.
-fn envelope(code: u32, kind: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({"status": {"error": code >= 400, "code": code, "type": kind, "message": message}})
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
 }
 
-fn json_reply(status: u32, body: serde_json::Value, now_us: u64) -> LocalReply {
+/// OneLogin's `{"status": {...}}` envelope, with `data` when given.
+fn envelope(code: u32, kind: &str, message: &str, data: Option<&Report>) -> String {
+    let status = format!(
+        r#"{{"error":{},"code":{code},"type":{},"message":{}}}"#,
+        code >= 400,
+        json_string(kind),
+        json_string(message)
+    );
+    match data {
+        None => format!(r#"{{"status":{status}}}"#),
+        Some(r) => format!(
+            r#"{{"status":{status},"data":{{"X-RateLimit-Limit":{},"X-RateLimit-Remaining":{},"X-RateLimit-Reset":{}}}}}"#,
+            r.limit, r.remaining, r.reset_us
+        ),
+    }
+}
+
+fn json_reply(status: u32, body: String, now_us: u64) -> LocalReply {
     LocalReply {
         status,
         headers: vec![
             ("content-type", "application/json".to_string()),
             ("date", crate::httpdate::format(now_us / MICROS_PER_SEC)),
         ],
-        body: body.to_string(),
+        body,
     }
 }
 
@@ -177,14 +191,18 @@ pub fn onelogin_status(
     report: &Report,
     now_us: u64,
 ) -> LocalReply {
-    if !method.eq_ignore_ascii_case("GET") {
-        return json_reply(404, envelope(404, "not found", "No Route Exists"), now_us);
+    if !(method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")) {
+        return json_reply(
+            404,
+            envelope(404, "not found", "No Route Exists", None),
+            now_us,
+        );
     }
     let auth = authorization.map(str::trim).unwrap_or("");
     if auth.is_empty() {
         return json_reply(
             401,
-            envelope(401, "Unauthorized", "Authentication Failure"),
+            envelope(401, "Unauthorized", "Authentication Failure", None),
             now_us,
         );
     }
@@ -195,24 +213,23 @@ pub fn onelogin_status(
         .map(str::trim)
         .unwrap_or("");
     if token.is_empty() {
-        return json_reply(
+        let body = envelope(
             400,
-            envelope(400, "bad request", "Authorization Information is incorrect"),
-            now_us,
+            "bad request",
+            "Authorization Information is incorrect",
+            None,
         );
+        return json_reply(400, body, now_us);
     }
-    let reset = if report.reset_us > now_us {
-        ceil_secs(report.reset_us - now_us)
-    } else {
-        3600
+    let data = Report {
+        reset_us: ceil_secs(report.reset_us.saturating_sub(now_us)),
+        ..*report
     };
-    let mut body = envelope(200, "success", "Success");
-    body["data"] = serde_json::json!({
-        "X-RateLimit-Limit": report.limit,
-        "X-RateLimit-Remaining": report.remaining,
-        "X-RateLimit-Reset": reset,
-    });
-    json_reply(200, body, now_us)
+    json_reply(
+        200,
+        envelope(200, "success", "Success", Some(&data)),
+        now_us,
+    )
 }
 
 /// An Okta-style request id (`oae` + 19 base-62 characters) from a seed.
@@ -281,6 +298,11 @@ mod tests {
         );
         assert_eq!(get(&r.headers, "x-okta-request-id"), Some("oaeX"));
         assert_eq!(get(&r.headers, "content-type"), Some("application/json"));
+        assert_eq!(
+            r.body,
+            r#"{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests.","errorLink":"E0000047","errorId":"oaeX","errorCauses":[]}"#,
+            "Okta's key order"
+        );
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
             body,
@@ -337,6 +359,10 @@ mod tests {
         assert_eq!(get(&h, "x-ratelimit-reset"), Some("832"));
         let r = onelogin_status("GET", Some("bearer:abc"), &report, NOW);
         assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body,
+            r#"{"status":{"error":false,"code":200,"type":"success","message":"Success"},"data":{"X-RateLimit-Limit":5000,"X-RateLimit-Remaining":4988,"X-RateLimit-Reset":832}}"#
+        );
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
             body,
