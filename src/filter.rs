@@ -169,6 +169,17 @@ impl RootContext for Root {
             engine.policy.buckets.len(),
             engine.key_capacity()
         );
+        if engine
+            .policy
+            .buckets
+            .iter()
+            .any(|b| b.scope == crate::policy::Scope::ClientIp)
+        {
+            log::info!(
+                "client_ip scope reads source.address: give the HTTP connection manager \
+                 use_remote_address: true, or clients choose it with X-Forwarded-For"
+            );
+        }
         let metrics = Metrics::define(&engine);
         metrics.keys_created(store.created.get());
         self.plugin = Some(Rc::new(Plugin { engine, metrics }));

@@ -148,6 +148,8 @@ fn bootstrap(o: &EnvoyOptions, wasm: &Path) -> serde_json::Value {
         "@type": format!("{T}{ty}"),
         "stat_prefix": "ingress", "codec_type": "AUTO",
         "normalize_path": false, "merge_slashes": false, "max_request_headers_kb": 96,
+        // An edge proxy: source.address is the peer, never a client's X-Forwarded-For.
+        "use_remote_address": true,
         "http_filters": filters,
         "route_config": {"virtual_hosts": [{
             "name": "upstream", "domains": ["*"],
