@@ -10,7 +10,7 @@ CONCURRENCY   ?= 2
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: run test build wasm-target envoy lint unit e2e clean oci test-matrix
+.PHONY: run test build wasm-target envoy lint unit e2e clean oci test-matrix fuzz
 
 ## Build the filter and start Envoy on 127.0.0.1:10000 (admin :9901).
 run: build $(ENVOY)
@@ -79,4 +79,18 @@ test-matrix: build $(ENVOY) $(SDK_STAMP)
 	  echo "== Envoy $$1, $$2"; $$bin --version | head -1; \
 	  ENVOY_BIN=$$bin IDP_RL_RUNTIME=envoy.wasm.runtime.$$2 cargo test --tests --release -- --test-threads 2 2>&1 \
 	    | tee target/matrix-$$1-$$2.log | grep -E '^test result|FAILED|panicked' ; \
+	done
+
+## cargo-fuzz targets (tests/fuzz): FUZZ_SECONDS each (default 600). Not run by CI.
+## Needs cargo-fuzz and a nightly toolchain (or RUSTC_BOOTSTRAP=1 on stable).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := path_router config_parser limiter engine
+# Nightly if rustup has one; otherwise stable with its sanitizer runtimes unlocked.
+FUZZ_CARGO := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo 'cargo +nightly' || echo 'RUSTC_BOOTSTRAP=1 cargo')
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  $(FUZZ_CARGO) fuzz run --fuzz-dir tests/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 2>&1 \
+	    | tee target/fuzz-$$t.log | grep -E '^Done|crash|panicked|ERROR' ; \
 	done

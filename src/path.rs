@@ -117,7 +117,15 @@ mod tests {
     }
 
     #[test]
-    fn idempotent() {
+    fn decodes_once_like_the_idp() {
+        // One pass, as an IdP decoding once sees it: the escape that the first
+        // pass uncovers stays literal (a second pass would double-decode).
+        assert_eq!(normalize("/api/v1/log%7%33"), "/api/v1/log%73");
+        assert_eq!(normalize("/api/v1/%2575sers"), "/api/v1/%2575sers");
+    }
+
+    #[test]
+    fn idempotent_on_ordinary_spellings() {
         for raw in ["/a//b/../c/%41?x", "/%2F%2f/./x/", "/a/%2e/b"] {
             let once = normalize(raw);
             assert_eq!(normalize(&once), once);
