@@ -99,8 +99,10 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     };
     for key in obj.keys() {
         if !FIELDS.contains(&key.as_str()) {
+            // An empty name is shown quoted, so the log line still names it.
+            let name = if key.is_empty() { "\"\"" } else { key.as_str() };
             return err(
-                key.as_str(),
+                name,
                 format!("unknown field; accepted fields: {}", FIELDS.join(", ")),
             );
         }
@@ -632,6 +634,7 @@ mod tests {
                 r#"{"vendor": "okta", "plan": "enterprise", "plna": 1}"#,
                 "plna",
             ),
+            (r#"{"": {"": -7}}"#, "\"\""),
             (
                 r#"{"vendor": "okta", "plan": "enterprise", "catalogs": ["admin"]}"#,
                 "catalogs[0]",
