@@ -127,7 +127,8 @@ impl Limit {
     pub fn release(&self, state: Option<State>, taken: State, now: u64) -> Option<State> {
         let s = state?;
         match self.algorithm {
-            Algorithm::FixedWindow => (s[0] == taken[0] && s[1] > 0).then_some([s[0], s[1] - 1, 0]),
+            // `then`, not `then_some`: the argument must not be computed when the count is 0.
+            Algorithm::FixedWindow => (s[0] == taken[0] && s[1] > 0).then(|| [s[0], s[1] - 1, 0]),
             Algorithm::TokenBucket => {
                 (s[0] > now).then_some([s[0].saturating_sub(self.interval_us()).max(now), 0, 0])
             }
@@ -351,6 +352,12 @@ mod tests {
         assert_eq!(run(&l, &mut s, T0 - 3600 * SEC, 3), 2);
         // Clock jumps forward a day: fresh window.
         assert_eq!(run(&l, &mut s, T0 + 86_400 * SEC, 3), 2);
+    }
+
+    #[test]
+    fn release_of_an_empty_window_is_nothing() {
+        let l = fixed(5, 60);
+        assert_eq!(l.release(Some([T0, 0, 0]), [T0, 1, 0], T0), None);
     }
 
     #[test]
