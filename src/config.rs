@@ -52,6 +52,13 @@ pub enum HeaderStyle {
 }
 
 pub const DEFAULT_MAX_KEYS: u32 = 16_384;
+pub const DEFAULT_STAT_PREFIX: &str = "idp_ratelimit";
+
+fn is_stat_prefix(p: &str) -> bool {
+    (1..=64).contains(&p.len())
+        && p.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
 const MIN_MAX_KEYS: u64 = 64;
 const MAX_MAX_KEYS: u64 = 4_194_304;
 
@@ -65,10 +72,12 @@ pub struct Config {
     pub headers: HeaderStyle,
     /// Slot-table capacity: at most this many bucket keys live at once.
     pub max_keys: u32,
+    /// Names this instance's stats: `<stat_prefix>.<bucket id>.admitted`.
+    pub stat_prefix: String,
     pub policy: PolicySpec,
 }
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "vendor",
     "plan",
     "catalogs",
@@ -82,6 +91,7 @@ const FIELDS: [&str; 13] = [
     "headers",
     "dialect",
     "max_keys",
+    "stat_prefix",
 ];
 const VENDORS: [&str; 4] = ["okta", "auth0", "onelogin", "custom"];
 
@@ -257,6 +267,16 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         None => DEFAULT_MAX_KEYS,
         Some(v) => integer(v, "max_keys", MIN_MAX_KEYS, MAX_MAX_KEYS)? as u32,
     };
+    let stat_prefix = match obj.get("stat_prefix") {
+        None => DEFAULT_STAT_PREFIX.to_string(),
+        Some(Value::String(p)) if is_stat_prefix(p) => p.clone(),
+        Some(v) => {
+            return err(
+                "stat_prefix",
+                format!("must be 1-64 of a-z, 0-9, '_' (as Envoy stat names), got {v}"),
+            )
+        }
+    };
     Ok(Config {
         vendor: vendor.to_string(),
         plan: plan.to_string(),
@@ -264,6 +284,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         mode,
         headers,
         max_keys,
+        stat_prefix,
         policy,
     })
 }
@@ -611,6 +632,11 @@ mod tests {
         assert_eq!(c.mode, Mode::Enforce);
         assert_eq!(c.headers, HeaderStyle::Vendor);
         assert_eq!(c.max_keys, DEFAULT_MAX_KEYS);
+        assert_eq!(c.stat_prefix, "idp_ratelimit");
+        let c =
+            parse_str(r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": "okta_egress"}"#)
+                .unwrap();
+        assert_eq!(c.stat_prefix, "okta_egress");
         assert_eq!(c.policy.buckets.len(), 14 + 7);
         let c =
             parse_str(r#"{"vendor": "okta", "plan": "developer-free", "catalogs": ["end-user"]}"#)
@@ -635,6 +661,14 @@ mod tests {
                 "plna",
             ),
             (r#"{"": {"": -7}}"#, "\"\""),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": "Bad.Prefix"}"#,
+                "stat_prefix",
+            ),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": ""}"#,
+                "stat_prefix",
+            ),
             (
                 r#"{"vendor": "okta", "plan": "enterprise", "catalogs": ["admin"]}"#,
                 "catalogs[0]",

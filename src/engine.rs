@@ -72,6 +72,7 @@ impl Decision {
 
 pub struct Engine {
     pub vendor: String,
+    pub stat_prefix: String,
     pub dialect: Dialect,
     pub mode: Mode,
     pub headers: HeaderStyle,
@@ -85,6 +86,7 @@ impl Engine {
         let groups = (config.max_keys / crate::table::WAYS as u32).max(1);
         Ok(Engine {
             vendor: config.vendor,
+            stat_prefix: config.stat_prefix,
             dialect: config.dialect,
             mode: config.mode,
             headers: config.headers,

@@ -69,11 +69,11 @@ impl Metrics {
                 .iter()
                 .map(|b| {
                     ["admitted", "rejected", "shadow_rejected"]
-                        .map(|what| counter(format!("idp_ratelimit.{}.{what}", b.id)))
+                        .map(|what| counter(format!("{}.{}.{what}", engine.stat_prefix, b.id)))
                 })
                 .collect(),
-            store_errors: counter("idp_ratelimit.store_errors".to_string()),
-            keys_created: counter("idp_ratelimit.shared_data_keys_created".to_string()),
+            store_errors: counter(format!("{}.store_errors", engine.stat_prefix)),
+            keys_created: counter(format!("{}.shared_data_keys_created", engine.stat_prefix)),
         }
     }
 
