@@ -182,24 +182,35 @@ impl Limit {
         (out, Some([start, count, 0]))
     }
 
-    /// GCRA's theoretical arrival time, kept within `[now, now + window]`
+    /// The theoretical arrival time of a full bucket: exactly `limit` tokens
+    /// at `now`. Since the interval is `window / limit` rounded down, `now`
+    /// itself would hold `window / interval` tokens, which exceeds `limit`
+    /// when `limit` is above the square root of the window in microseconds
+    /// (e.g. 30,000/s would burst 30,303); this caps the burst at `limit`.
+    fn full_tat(&self, now: u64) -> u64 {
+        let span = self.interval_us().saturating_mul(self.limit);
+        now.saturating_add(self.window_us.saturating_sub(span))
+    }
+
+    /// GCRA's theoretical arrival time, kept within `[full, now + window]`
     /// (full .. empty). A stored time beyond that can only come from a clock
     /// that stepped back: by less than a window, the bucket reads as empty; by
     /// more, the state is not trusted and the bucket starts full (as a fixed
     /// window from the future is), so a clock step never blocks a key for long.
     fn clamped_tat(&self, state: Option<State>, now: u64) -> u64 {
-        let tat = state.map_or(now, |s| s[0]);
+        let full = self.full_tat(now);
+        let tat = state.map_or(full, |s| s[0]);
         let horizon = now.saturating_add(self.window_us);
         if tat > horizon.saturating_add(self.window_us) {
-            return now;
+            return full;
         }
-        tat.clamp(now, horizon)
+        tat.clamp(full, horizon.max(full))
     }
 
     /// When the bucket holding `tat` gains its next token (`now` if full).
     fn next_token(&self, tat: u64, now: u64) -> u64 {
         let t = self.interval_us();
-        if tat <= now {
+        if tat <= self.full_tat(now) {
             return now;
         }
         // Tokens available at time x: floor((x + window - tat) / t).
@@ -402,6 +413,23 @@ mod tests {
         assert_eq!(peek.reset_us, T0 + 100_000);
         assert!(l.is_stale(s.unwrap(), T0 + 100_000));
         assert!(!l.is_stale(s.unwrap(), T0 + 99_999));
+    }
+
+    #[test]
+    fn token_bucket_bursts_exactly_the_limit_whatever_the_rounding() {
+        // 60 per 100 us: the interval rounds down to 1 us, yet the burst is 60.
+        let l = Limit {
+            algorithm: Algorithm::TokenBucket,
+            limit: 60,
+            window_us: 100,
+        };
+        let mut s = None;
+        assert_eq!(run(&l, &mut s, T0, 100), 60);
+        // 30,000 per second: interval 33 us, burst 30,000 (not 30,303).
+        let l = bucket(30_000, 1);
+        let mut s = None;
+        assert_eq!(run(&l, &mut s, T0, 31_000), 30_000);
+        assert_eq!(l.peek(None, T0).remaining, 30_000);
     }
 
     #[test]

@@ -40,15 +40,16 @@ fuzz_target!(|data: &[u8]| {
                     assert!(out.retry_after_secs(now) >= 1);
                 }
             }
-            1 => {
-                // The clock moves forward by a fraction or multiple of the window.
-                now = now.saturating_add(window_us.saturating_mul(arg) / 16);
-                net_at_same_now = 0;
-            }
-            2 => {
-                // ... or steps back.
-                now = now.saturating_sub(window_us.saturating_mul(arg) / 16);
-                net_at_same_now = 0;
+            1 | 2 => {
+                // The clock moves forward, or steps back, by a fraction or
+                // multiple of the window (refilling, or by design after a
+                // step back of over a window, granting a fresh bucket).
+                let step = window_us.saturating_mul(arg) / 16;
+                let next = if op % 4 == 1 { now.saturating_add(step) } else { now.saturating_sub(step) };
+                if next != now {
+                    net_at_same_now = 0;
+                }
+                now = next;
             }
             _ => {
                 if let Some(t) = taken.pop() {
