@@ -1,0 +1,698 @@
+#!/usr/bin/env python3
+"""`make bench`: the cost of idp-ratelimit inside Envoy, against Envoy with no
+rate-limit filter (the floor) and Envoy's native local_ratelimit (C++).
+
+One run, interleaved: every configuration gets its own Envoy (one worker,
+`--concurrency 1`, pinned to one core), all started up front and warmed up;
+then each round loads each Envoy in turn (A B C D ... A B C D ...) with the
+same fixed number of HTTP/1.1 keep-alive requests from h2load (pinned to the
+other core) against a direct_response route. Per measurement:
+
+* Envoy CPU per request: utime+stime of the Envoy process (/proc/<pid>/stat,
+  all threads) before and after the load, in clock ticks (getconf CLK_TCK);
+* requests per second, as h2load reports it;
+* p50/p99 latency, from h2load's per-request log (`--log-file`).
+
+Configurations: the floor (no rate-limit filter), Envoy's local_ratelimit,
+idp-ratelimit on Okta (one bucket) and on Auth0 (four buckets), and three
+that show where the filter's time goes: a no-op Rust proxy-wasm filter (the
+cost of any wasm filter), idp-ratelimit on a path no route matches (its fixed
+cost), and idp-ratelimit with its response headers off.
+
+Then the medians over rounds and each configuration's ratios to the floor,
+plus the size of the release .wasm and the host-side cost of one decision
+(`cargo run --release --example decision_bench`). The Markdown report goes to
+stdout and bench/RESULTS.md; scratch files (configs, logs) to bench/work/.
+
+Plain Python 3 standard library. Knobs (environment):
+  BENCH_REQUESTS   requests per measurement (100000; 7 configurations x 5
+                   rounds then take about 5 minutes on a quiet 2-core machine)
+  BENCH_ROUNDS     interleaved rounds (5)
+  BENCH_WARMUP     warm-up requests per Envoy before the first round (20000)
+  BENCH_CLIENTS    h2load keep-alive connections (8)
+  BENCH_CONFIGS    comma-separated configuration names (default all; the
+                   floor always runs): floor, native, okta, auth0,
+                   noop-wasm, okta-unmatched, okta-noheaders (and the probes)
+  BENCH_PROBES     1 adds probe-time, probe-header, probe-shared,
+                   probe-metric, probe-resp_header: the price of one host
+                   call of each kind (0: off, keeps `make bench` short)
+  BENCH_PROBE_CALLS  host calls per request in a probe (32)
+  BENCH_ENVOY_CPU, BENCH_LOAD_CPU   cores for Envoy and h2load (1 and 0)
+  BENCH_DECISIONS  decisions per decision_bench run (200000; 0 skips it)
+  BENCH_OUT        report path (bench/RESULTS.md)
+
+A benchmark, not a test: it asserts nothing about time. It fails only if
+something does not work (Envoy does not start, a request is not answered 2xx,
+the filter rejects or does not count).
+"""
+
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WORK = BENCH / "work"
+WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "idp_ratelimit.wasm"
+PROBE_DIR = BENCH / "probe-filter"
+PROBE_TARGET = WORK / "probe-target"
+PROBE_WASM = PROBE_TARGET / "wasm32-wasip1" / "release" / "probe_filter.wasm"
+
+
+def env_int(name, default):
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+REQUESTS = env_int("BENCH_REQUESTS", 100_000)
+ROUNDS = env_int("BENCH_ROUNDS", 5)
+WARMUP = env_int("BENCH_WARMUP", 20_000)
+CLIENTS = env_int("BENCH_CLIENTS", 8)
+DECISIONS = env_int("BENCH_DECISIONS", 200_000)
+ENVOY_CPU = env_int("BENCH_ENVOY_CPU", 1)
+LOAD_CPU = env_int("BENCH_LOAD_CPU", 0)
+OUT = Path(os.environ.get("BENCH_OUT") or BENCH / "RESULTS.md")
+CLK_TCK = int(subprocess.run(["getconf", "CLK_TCK"], capture_output=True,
+                             text=True, check=True).stdout.strip())
+
+PROBE_N = env_int("BENCH_PROBE_CALLS", 32)
+
+RAISED = 1_000_000_000  # far above anything this load can reach in a window
+
+OKTA = {
+    "vendor": "okta",
+    "plan": "enterprise",
+    "overrides": [{"bucket": b, "limit": RAISED} for b in (
+        "okta.management.users",
+        "okta.management.api-v1",
+        "okta.end-user.api-v1",
+    )],
+}
+AUTH0 = {
+    "vendor": "auth0",
+    "plan": "enterprise-prod",
+    "overrides": [{"bucket": b, "limit": RAISED} for b in (
+        "auth0.tenant.per-second",
+        "auth0.tenant.per-minute",
+        "auth0.endpoint.users.per-second",
+        "auth0.endpoint.users.per-minute",
+        "auth0.spa.current-user",
+    )],
+}
+OKTA_NO_HEADERS = dict(OKTA, headers="none")
+
+
+def snippet(name, **subst):
+    text = (BENCH / name).read_text()
+    for key, value in subst.items():
+        text = text.replace(f"@{key}@", value)
+    return text.rstrip("\n")
+
+
+def wasm_filter(plugin_config, wasm=WASM, name="idp_ratelimit"):
+    return lambda: snippet("filter-wasm.yaml.in", NAME=name,
+                           PLUGIN_CONFIG=json.dumps(plugin_config),
+                           WASM=str(wasm))
+
+
+class Variant:
+    def __init__(self, name, label, filters, path, counted, plugin=None):
+        self.name = name
+        self.label = label
+        self.filters = filters  # () -> YAML text for @HTTP_FILTERS@
+        self.path = path
+        self.counted = counted  # counters (stat names) that must go up
+        self.plugin = plugin
+        self.proc = None
+        self.admin = None
+        self.port = None
+        self.rounds = []
+        self.headers = []
+
+
+def wasm_counter(bucket):
+    return f"wasmcustom.idp_ratelimit.{bucket}.admitted"
+
+
+VARIANTS = [
+    Variant("floor", "Envoy, no rate-limit filter (floor)",
+            lambda: "", "/api/v1/users", []),
+    Variant("native", "Envoy local_ratelimit (C++), x-ratelimit headers",
+            lambda: snippet("filter-local-ratelimit.yaml.in"),
+            "/api/v1/users",
+            ["bench_local_rate_limit.http_local_rate_limit.ok"]),
+    Variant("okta", "idp-ratelimit, Okta enterprise, GET /api/v1/users",
+            wasm_filter(OKTA), "/api/v1/users",
+            [wasm_counter("okta.management.users")], OKTA),
+    Variant("auth0", "idp-ratelimit, Auth0 enterprise-prod, GET /api/v2/users",
+            wasm_filter(AUTH0), "/api/v2/users",
+            [wasm_counter(b) for b in (
+                "auth0.tenant.per-second", "auth0.tenant.per-minute",
+                "auth0.endpoint.users.per-second",
+                "auth0.endpoint.users.per-minute")], AUTH0),
+    Variant("noop-wasm",
+            "a no-op Rust proxy-wasm filter (bench/probe-filter): the wasm floor",
+            wasm_filter("", PROBE_WASM, "probe"), "/api/v1/users", []),
+    Variant("okta-unmatched",
+            "idp-ratelimit, Okta enterprise, unmatched path (fixed cost)",
+            wasm_filter(OKTA), "/bench/unmatched", [], OKTA),
+    Variant("okta-noheaders",
+            "idp-ratelimit, Okta enterprise, GET /api/v1/users, headers: none",
+            wasm_filter(OKTA_NO_HEADERS), "/api/v1/users",
+            [wasm_counter("okta.management.users")], OKTA_NO_HEADERS),
+]
+
+
+PROBE_CALLS = ("time", "header", "shared", "metric", "resp_header")
+if env_int("BENCH_PROBES", 0):
+    VARIANTS += [
+        Variant(f"probe-{call}",
+                f"bench/probe-filter making {PROBE_N} `{call}` host calls per request",
+                wasm_filter(f"{call}:{PROBE_N}", PROBE_WASM, "probe"),
+                "/api/v1/users", [])
+        for call in PROBE_CALLS]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log(f"bench: {msg}")
+    sys.exit(1)
+
+
+def pin(cpu):
+    """preexec_fn pinning the child to `cpu` (when the machine has it)."""
+    if cpu is None or cpu not in os.sched_getaffinity(0):
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def ensure_h2load():
+    path = shutil.which("h2load")
+    if path:
+        return path
+    log("bench: h2load missing; installing nghttp2-client with apt-get")
+    try:
+        subprocess.run(["apt-get", "update"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "nghttp2-client"],
+                       check=True, env=dict(os.environ,
+                                            DEBIAN_FRONTEND="noninteractive"))
+    except (OSError, subprocess.CalledProcessError) as e:
+        die(f"could not install nghttp2-client ({e}); "
+            "install h2load (Debian: nghttp2-client) and run again")
+    return shutil.which("h2load") or die("h2load still not on PATH")
+
+
+def envoy_bin():
+    path = Path(os.environ.get("ENVOY_BIN") or ROOT / ".venv" / "bin" / "envoy")
+    if not os.access(path, os.X_OK):
+        die(f"no Envoy at {path}; run `make envoy`")
+    return str(path)
+
+
+def first_line(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "?"
+
+
+def machine():
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) // 1024} MiB"
+    except OSError:
+        pass
+    return model, os.cpu_count(), mem, f"{platform.system()} {platform.release()}"
+
+
+def loadavg():
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def git_rev():
+    out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "?"
+
+
+def http_get(url, timeout=2.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode("utf-8", "replace"), dict(r.getheaders())
+
+
+def start(variant, envoy):
+    name = variant.name
+    cfg = WORK / f"{name}.yaml"
+    text = (BENCH / "envoy.yaml.in").read_text().replace(
+        "@HTTP_FILTERS@", variant.filters())
+    cfg.write_text("\n".join(line for line in text.splitlines()) + "\n")
+    admin_file = WORK / f"{name}.admin"
+    if admin_file.exists():
+        admin_file.unlink()
+    logf = open(WORK / f"{name}.log", "w")
+    variant.log_path = WORK / f"{name}.log"
+    variant.proc = subprocess.Popen(
+        [envoy, "-c", str(cfg), "--concurrency", "1", "--disable-hot-restart",
+         "--use-dynamic-base-id", "--log-level", "warn",
+         "--admin-address-path", str(admin_file)],
+        cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT,
+        preexec_fn=pin(ENVOY_CPU))
+    logf.close()
+
+
+def wait_ready(variant):
+    admin_file = WORK / f"{variant.name}.admin"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if variant.proc.poll() is not None:
+            tail = variant.log_path.read_text()[-3000:]
+            die(f"Envoy for {variant.name} exited with {variant.proc.returncode}:\n{tail}")
+        if admin_file.exists() and admin_file.read_text().strip():
+            variant.admin = "http://" + admin_file.read_text().strip()
+            try:
+                status, _, _ = http_get(variant.admin + "/ready")
+                if status == 200:
+                    break
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.05)
+    else:
+        die(f"Envoy for {variant.name} not ready after 60 s")
+    _, body, _ = http_get(variant.admin + "/listeners?format=json")
+    for listener in json.loads(body).get("listener_statuses", []):
+        if listener.get("name") == "bench":
+            variant.port = listener["local_address"]["socket_address"]["port_value"]
+    if not variant.port:
+        die(f"no listener port for {variant.name}: {body}")
+
+
+def stop_all(variants):
+    for v in variants:
+        if v.proc and v.proc.poll() is None:
+            v.proc.terminate()
+    for v in variants:
+        if v.proc:
+            try:
+                v.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                v.proc.kill()
+                v.proc.wait()
+
+
+def cpu_ticks(pid):
+    """(utime, stime) of the whole process, in clock ticks."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state): utime is field 14, stime field 15.
+    return int(fields[11]), int(fields[12])
+
+
+def rss_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(sorted_values, p):
+    """Nearest rank."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def load(variant, h2load, n, log_file=None):
+    cmd = [h2load, "--h1", "-n", str(n), "-c", str(CLIENTS), "-t", "1",
+           f"http://127.0.0.1:{variant.port}{variant.path}"]
+    if log_file:
+        cmd.append(f"--log-file={log_file}")
+    pid = variant.proc.pid
+    client_before = children_cpu()
+    before = cpu_ticks(pid)
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         preexec_fn=pin(LOAD_CPU))
+    wall = time.monotonic() - t0
+    after = cpu_ticks(pid)
+    user, system = after[0] - before[0], after[1] - before[1]
+    client_cpu = children_cpu() - client_before
+    text = out.stdout + out.stderr
+    if out.returncode != 0:
+        die(f"h2load failed on {variant.name}:\n{text}")
+    req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, "
+                    r"(\d+) succeeded, (\d+) failed, (\d+) errored", text)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+    if not (req and codes and rps):
+        die(f"could not read h2load's summary for {variant.name}:\n{text}")
+    if int(req.group(4)) != n or int(codes.group(1)) != n:
+        die(f"{variant.name}: not every request was answered 2xx:\n{text}")
+    result = {
+        "requests": n,
+        "cpu_ticks": user + system,
+        "user_ticks": user,
+        "sys_ticks": system,
+        "cpu_us_per_req": (user + system) * 1e6 / CLK_TCK / n,
+        "user_us_per_req": user * 1e6 / CLK_TCK / n,
+        "sys_us_per_req": system * 1e6 / CLK_TCK / n,
+        "rps": float(rps.group(1)),
+        "wall_s": wall,
+        "envoy_util": (user + system) / CLK_TCK / wall,
+        "client_util": client_cpu / wall,
+    }
+    if log_file:
+        lat = []
+        with open(log_file) as f:
+            for line in f:
+                cols = line.split("\t")
+                if len(cols) >= 3:
+                    lat.append(int(cols[2]))
+        lat.sort()
+        if len(lat) != n:
+            die(f"{variant.name}: h2load logged {len(lat)} requests, expected {n}")
+        result["p50_us"] = percentile(lat, 50)
+        result["p99_us"] = percentile(lat, 99)
+        os.unlink(log_file)
+    return result
+
+
+def stats(variant):
+    _, body, _ = http_get(variant.admin + "/stats")
+    out = {}
+    for line in body.splitlines():
+        name, _, value = line.partition(": ")
+        if ("rate_limit" in name or name.startswith("wasmcustom.")
+                or name.startswith("wasm.")):
+            try:
+                out[name] = int(value)
+            except ValueError:
+                pass
+    return out
+
+
+def check_counters(variant):
+    s = stats(variant)
+    bad = {k: v for k, v in s.items()
+           if v and (k.endswith(".rejected") or k.endswith(".shadow_rejected")
+                     or k.endswith(".rate_limited") or k.endswith("store_errors")
+                     or k.endswith("config_failures"))}
+    if bad:
+        die(f"{variant.name}: requests were limited or failed: {bad}")
+    for counter in variant.counted:
+        if s.get(counter, 0) < REQUESTS:
+            die(f"{variant.name}: counter {counter} is {s.get(counter)}, "
+                f"the filter did not count the load")
+    if variant.name == "okta-unmatched":
+        counted = {k: v for k, v in s.items() if k.endswith(".admitted") and v}
+        if counted:
+            die(f"okta-unmatched: the path matched a bucket after all: {counted}")
+    variant.stats = {k: v for k, v in s.items() if v}
+
+
+def sample_headers(variant):
+    url = f"http://127.0.0.1:{variant.port}{variant.path}"
+    _, _, headers = http_get(url)
+    variant.headers = sorted(f"{k.lower()}: {v}" for k, v in headers.items()
+                             if "rate" in k.lower())
+
+
+def build_probe():
+    log("bench: building the no-op/probe proxy-wasm filter (bench/probe-filter)")
+    out = subprocess.run(
+        ["cargo", "build", "--release", "--quiet", "--target", "wasm32-wasip1",
+         "--manifest-path", str(PROBE_DIR / "Cargo.toml"),
+         "--target-dir", str(PROBE_TARGET)],
+        cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0 or not PROBE_WASM.exists():
+        die(f"could not build bench/probe-filter:\n{out.stdout}\n{out.stderr}")
+
+
+def decision_bench():
+    if DECISIONS <= 0:
+        return None
+    log(f"bench: decision_bench ({DECISIONS} decisions x 7 runs per case)")
+    out = subprocess.run(
+        ["cargo", "run", "--release", "--quiet", "--example", "decision_bench",
+         "--", str(DECISIONS), "7"],
+        cwd=ROOT, capture_output=True, text=True, preexec_fn=pin(ENVOY_CPU))
+    if out.returncode != 0:
+        die(f"decision_bench failed:\n{out.stdout}\n{out.stderr}")
+    if out.stderr.strip():
+        log(out.stderr.strip())
+    return out.stdout.strip()
+
+
+def med(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt(x, digits=1):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def report(variants, info, decisions):
+    floor = variants[0]
+    rounds = len(floor.rounds)
+
+    def metric(v, key):
+        return med([r[key] for r in v.rounds])
+
+    def ratio(v, key):
+        # Median over rounds of the ratio to the floor of the same round.
+        return med([r[key] / f[key] for r, f in zip(v.rounds, floor.rounds)])
+
+    lines = []
+    add = lines.append
+    add("# idp-ratelimit: cost inside Envoy")
+    add("")
+    add(f"Generated by `make bench` (bench/run.py) on {info['date']}.")
+    add("")
+    add("| | |")
+    add("|---|---|")
+    add(f"| CPU | {info['cpu']} ({info['cores']} cores), {info['mem']} RAM |")
+    add(f"| OS | {info['os']} |")
+    add(f"| Load average | {info['load_before']} before, {info['load_after']} after |")
+    add(f"| Envoy | `{info['envoy']}` |")
+    add(f"| Load generator | `{info['h2load']}` |")
+    add(f"| Filter | `{info['wasm_path']}`: {info['wasm_bytes']} bytes "
+        f"({info['wasm_bytes'] / 1024:.0f} KiB), git {info['git']} |")
+    if info["probe_bytes"]:
+        add(f"| No-op/probe filter | bench/probe-filter: {info['probe_bytes']} bytes "
+            f"({info['probe_bytes'] / 1024:.0f} KiB) |")
+    add(f"| Parameters | {rounds} interleaved rounds x {REQUESTS} requests per "
+        f"configuration (after {WARMUP} warm-up requests each); h2load --h1, "
+        f"{CLIENTS} keep-alive connections, 1 thread, pinned to CPU {LOAD_CPU}; "
+        f"Envoy --concurrency 1 pinned to CPU {ENVOY_CPU}; direct_response "
+        f"route; clock tick {1e6 / CLK_TCK:.0f} µs |")
+    add("")
+    add("## Summary (medians over rounds)")
+    add("")
+    add("| # | configuration | Envoy CPU µs/req | × floor | req/s | × floor "
+        "| p50 µs | × floor | p99 µs | × floor |")
+    add("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for i, v in enumerate(variants, 1):
+        add(f"| {i} | {v.label} | {fmt(metric(v, 'cpu_us_per_req'), 2)} "
+            f"| {fmt(ratio(v, 'cpu_us_per_req'), 2)} | {fmt(metric(v, 'rps'), 0)} "
+            f"| {fmt(ratio(v, 'rps'), 2)} | {fmt(metric(v, 'p50_us'), 0)} "
+            f"| {fmt(ratio(v, 'p50_us'), 2)} | {fmt(metric(v, 'p99_us'), 0)} "
+            f"| {fmt(ratio(v, 'p99_us'), 2)} |")
+    add("")
+    add("Ratios are the median over rounds of each round's value divided by the "
+        "floor's value in the same round (so they can differ slightly from the "
+        "ratio of the medians). Latency is h2load's per-request time (request "
+        "sent to response complete) from `--log-file`, nearest-rank "
+        "percentiles over all requests of a round. The load is closed-loop: "
+        f"while Envoy saturates its core ({CLIENTS} connections always have a "
+        "request waiting), p50 is mostly queueing and tracks "
+        f"{CLIENTS} / req/s, and req/s tracks 1 / (CPU per request).")
+    add("")
+    util = med([r["envoy_util"] for v in variants for r in v.rounds])
+    if util < 0.9:
+        add(f"**Caution: noisy run.** Envoy was busy only {util:.0%} of the wall "
+            "time of a load (median over all measurements, 'Envoy util' below), "
+            "so something else held its core or the load generator's (load "
+            f"average {info['load_before']} before, {info['load_after']} after). "
+            "Requests per second and latency then measure the machine more "
+            "than the filter (p99 near the scheduler's time slice, ~5 ms); CPU "
+            "per request still compares configurations, with more spread.")
+        add("")
+    base = metric(floor, "cpu_us_per_req")
+    add("Envoy CPU per request, split into user and kernel time, and what each "
+        "configuration adds over the floor (differences of medians):")
+    add("")
+    add("| configuration | user µs/req | kernel µs/req | added µs/req | added user µs/req |")
+    add("|---|---:|---:|---:|---:|")
+    base_user = metric(floor, "user_us_per_req")
+    for v in variants:
+        add(f"| {v.name} | {fmt(metric(v, 'user_us_per_req'), 2)} "
+            f"| {fmt(metric(v, 'sys_us_per_req'), 2)} "
+            f"| {fmt(metric(v, 'cpu_us_per_req') - base, 2)} "
+            f"| {fmt(metric(v, 'user_us_per_req') - base_user, 2)} |")
+    add("")
+    noop = next((v for v in variants if v.name == "noop-wasm"), None)
+    probes = [v for v in variants if v.name.startswith("probe-")]
+    if noop and probes:
+        add("## Price of one host call (probe filter)")
+        add("")
+        add(f"Each probe configuration makes {PROBE_N} host calls of one kind per "
+            "request in an otherwise no-op filter; the price of one call is its "
+            f"Envoy CPU per request minus noop-wasm's, divided by {PROBE_N} "
+            "(median over rounds of the same-round difference).")
+        add("")
+        add("| host call | µs per call |")
+        add("|---|---:|")
+        for v in probes:
+            price = med([(r["cpu_us_per_req"] - n["cpu_us_per_req"]) / PROBE_N
+                         for r, n in zip(v.rounds, noop.rounds)])
+            add(f"| {v.name.removeprefix('probe-')} | {fmt(price, 2)} |")
+        add("")
+    if decisions:
+        add("## Host-side cost of one decision (no Envoy, no wasm)")
+        add("")
+        add("`cargo run --release --example decision_bench`: `Engine::decide` "
+            "(path normalisation, route match, bucket arithmetic, response "
+            "headers) over the in-process `MemoryStore` (a Mutex'd HashMap "
+            "that clones values: not Envoy's shared data), same configurations "
+            "and paths as above, native code on the host.")
+        add("")
+        lines.extend(decisions.splitlines()[2:])
+        add("")
+    add("## Configurations")
+    add("")
+    for i, v in enumerate(variants, 1):
+        add(f"{i}. **{v.name}**: {v.label}; request `GET {v.path}`.")
+        if v.plugin is not None:
+            add(f"   Plugin config: `{json.dumps(v.plugin)}`")
+        add(f"   Rate-limit response headers seen: "
+            f"{'; '.join(f'`{h}`' for h in v.headers) or '(none)'}")
+    add("")
+    add("Envoy configs: bench/envoy.yaml.in with bench/filter-local-ratelimit.yaml.in "
+        "or bench/filter-wasm.yaml.in (rendered to bench/work/<name>.yaml).")
+    add("")
+    add("## Raw numbers per round")
+    add("")
+    add("Envoy util = Envoy CPU time / wall time of the load (1.0 = its core "
+        "saturated); h2load util likewise for the load generator.")
+    add("")
+    add("| round | configuration | Envoy CPU ticks (user+sys) | CPU µs/req | req/s "
+        "| p50 µs | p99 µs | wall s | Envoy util | h2load util |")
+    add("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in range(rounds):
+        for v in variants:
+            x = v.rounds[r]
+            add(f"| {r + 1} | {v.name} | {x['cpu_ticks']} ({x['user_ticks']}+{x['sys_ticks']}) | {fmt(x['cpu_us_per_req'], 2)} "
+                f"| {fmt(x['rps'], 0)} | {x['p50_us']} | {x['p99_us']} "
+                f"| {fmt(x['wall_s'], 2)} | {fmt(x['envoy_util'], 2)} "
+                f"| {fmt(x['client_util'], 2)} |")
+    add("")
+    add("Envoy RSS after the run and non-zero rate-limit counters:")
+    add("")
+    for v in variants:
+        counters = ", ".join(f"`{k}` {n}" for k, n in sorted(v.stats.items())
+                             if k.startswith("wasmcustom.") or "rate_limit" in k)
+        add(f"- {v.name}: {fmt(v.rss, 0)} MiB; {counters or 'no counters'}")
+    add("")
+    return "\n".join(lines)
+
+
+def main():
+    WORK.mkdir(parents=True, exist_ok=True)
+    if not WASM.exists():
+        die(f"{WASM} missing; run `make build`")
+    envoy = envoy_bin()
+    h2load = ensure_h2load()
+    wanted = [s.strip() for s in os.environ.get("BENCH_CONFIGS", "").split(",") if s.strip()]
+    unknown = set(wanted) - {v.name for v in VARIANTS}
+    if unknown:
+        die(f"unknown BENCH_CONFIGS {sorted(unknown)}; "
+            f"known: {', '.join(v.name for v in VARIANTS)}")
+    variants = [v for v in VARIANTS if v.name == "floor" or not wanted or v.name in wanted]
+
+    if any(v.name == "noop-wasm" or v.name.startswith("probe-") for v in variants):
+        build_probe()
+    if any(v.name.startswith("probe-") for v in variants) and not any(
+            v.name == "noop-wasm" for v in variants):
+        die("the probe-* configurations are priced against noop-wasm: run it too")
+    model, cores, mem, osname = machine()
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model, "cores": cores, "mem": mem, "os": osname,
+        "envoy": first_line([envoy, "--version"]).replace(f"{envoy}  ", "envoy "),
+        "h2load": first_line([h2load, "--version"]),
+        "wasm_path": WASM.relative_to(ROOT), "wasm_bytes": WASM.stat().st_size,
+        "git": git_rev(),
+        "probe_bytes": PROBE_WASM.stat().st_size if PROBE_WASM.exists() else None,
+        "load_before": loadavg(),
+    }
+    decisions = decision_bench()
+    if decisions:
+        print(decisions, flush=True)
+        print(flush=True)
+
+    t_start = time.monotonic()
+    try:
+        for v in variants:
+            start(v, envoy)
+        for v in variants:
+            wait_ready(v)
+            sample_headers(v)
+            log(f"bench: {v.name}: Envoy pid {v.proc.pid} on :{v.port}; warming up")
+            if WARMUP > 0:
+                load(v, h2load, WARMUP)
+        for r in range(ROUNDS):
+            for v in variants:
+                res = load(v, h2load, REQUESTS, WORK / f"{v.name}.h2load.tsv")
+                v.rounds.append(res)
+                log(f"bench: round {r + 1}/{ROUNDS} {v.name:15} "
+                    f"{res['cpu_us_per_req']:6.2f} µs/req {res['rps']:8.0f} req/s "
+                    f"p50 {res['p50_us']} µs p99 {res['p99_us']} µs "
+                    f"(Envoy util {res['envoy_util']:.2f}, h2load {res['client_util']:.2f})")
+        for v in variants:
+            check_counters(v)
+            v.rss = rss_mib(v.proc.pid)
+    finally:
+        stop_all(variants)
+    log(f"bench: Envoy part took {time.monotonic() - t_start:.0f} s")
+    info["load_after"] = loadavg()
+
+    text = report(variants, info, decisions)
+    OUT.write_text(text)
+    print(text)
+    log(f"bench: written to {OUT.relative_to(ROOT) if OUT.is_relative_to(ROOT) else OUT}")
+
+
+if __name__ == "__main__":
+    main()
