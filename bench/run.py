@@ -175,6 +175,22 @@ VARIANTS = [
 ]
 
 
+# BENCH_BASELINE_WASM=<path>: also measure an earlier build of the filter in the
+# same run (before/after comparisons of an optimisation).
+BASELINE_WASM = os.environ.get("BENCH_BASELINE_WASM")
+if BASELINE_WASM:
+    VARIANTS += [
+        Variant("okta-before", f"the same as okta, with {BASELINE_WASM}",
+                wasm_filter(OKTA, Path(BASELINE_WASM).resolve()), "/api/v1/users",
+                [wasm_counter("okta.management.users")], OKTA),
+        Variant("auth0-before", f"the same as auth0, with {BASELINE_WASM}",
+                wasm_filter(AUTH0, Path(BASELINE_WASM).resolve()), "/api/v2/users",
+                [wasm_counter(b) for b in (
+                    "auth0.tenant.per-second", "auth0.tenant.per-minute",
+                    "auth0.endpoint.users.per-second",
+                    "auth0.endpoint.users.per-minute")], AUTH0),
+    ]
+
 PROBE_CALLS = ("time", "header", "shared", "metric", "resp_header")
 if env_int("BENCH_PROBES", 0):
     VARIANTS += [

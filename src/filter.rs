@@ -2,7 +2,7 @@
 //! every host call's result is handled (a panic here would kill the VM and
 //! fail every later request on its worker).
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -212,13 +212,22 @@ struct Http {
 
 impl Context for Http {}
 
-/// The request as Envoy's host calls see it. Header values that are not
-/// UTF-8 are read lossily (the SDK's String getters would panic on them).
-struct EnvoyRequest;
+/// The request as Envoy's host calls see it, each value fetched at most once
+/// (several buckets ask for the same `:authority`). Header values that are
+/// not UTF-8 are read lossily (the SDK's String getters would panic on them).
+#[derive(Default)]
+struct EnvoyRequest {
+    authority: OnceCell<Option<String>>,
+    headers: RefCell<Vec<(String, Option<String>)>>,
+}
 
 fn request_header(name: &str) -> Option<String> {
     match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
-        Ok(Some(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+        // Reuses the host's buffer when it is valid UTF-8 (the usual case).
+        Ok(Some(b)) => Some(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
         _ => None,
     }
 }
@@ -231,10 +240,18 @@ impl RequestFacts for EnvoyRequest {
         request_header(":path")
     }
     fn authority(&self) -> Option<String> {
-        request_header(":authority")
+        self.authority
+            .get_or_init(|| request_header(":authority"))
+            .clone()
     }
     fn header(&self, name: &str) -> Option<String> {
-        request_header(name)
+        let mut seen = self.headers.borrow_mut();
+        if let Some((_, v)) = seen.iter().find(|(n, _)| n == name) {
+            return v.clone();
+        }
+        let value = request_header(name);
+        seen.push((name.to_string(), value.clone()));
+        value
     }
     fn source_address(&self) -> Option<String> {
         property(&["source", "address"])
@@ -246,7 +263,12 @@ impl HttpContext for Http {
         let now = now_us();
         let engine = &self.plugin.engine;
         let store = EnvoySharedData::default();
-        let decision = engine.decide(&store, &EnvoyRequest, now, u64::from(self.context_id));
+        let decision = engine.decide(
+            &store,
+            &EnvoyRequest::default(),
+            now,
+            u64::from(self.context_id),
+        );
         self.plugin.metrics.record(&decision);
         if store.created.get() > 0 {
             // Only if configure could not create the table; see table.rs.

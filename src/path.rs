@@ -9,6 +9,9 @@
 
 /// Returns the canonical form of a raw `:path` value.
 pub fn normalize(raw: &str) -> String {
+    if is_canonical(raw) {
+        return raw.to_string();
+    }
     let end = raw.find(['?', '#']).unwrap_or(raw.len());
     let decoded = decode_unreserved(&raw[..end]);
     let mut segments: Vec<&str> = Vec::new();
@@ -30,6 +33,22 @@ pub fn normalize(raw: &str) -> String {
         out.push('/');
     }
     out
+}
+
+/// True when `normalize` would return `raw` unchanged: rooted, and no query,
+/// fragment, escape, empty segment, dot segment or trailing slash.
+fn is_canonical(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if b.first() != Some(&b'/') || (b.len() > 1 && b.last() == Some(&b'/')) {
+        return false;
+    }
+    if b.iter().any(|&c| matches!(c, b'?' | b'#' | b'%')) {
+        return false;
+    }
+    raw.split('/')
+        .skip(1)
+        .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        || raw == "/"
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -130,6 +149,43 @@ mod tests {
             let once = normalize(raw);
             assert_eq!(normalize(&once), once);
         }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_one() {
+        for raw in [
+            "/",
+            "/api/v1/users",
+            "/a/b.c/..d",
+            "/a/./b",
+            "/a/../b",
+            "/a//b",
+            "/a/",
+            "/a?b",
+            "/%41",
+            "a",
+            "",
+        ] {
+            if super::is_canonical(raw) {
+                let mut full = String::new();
+                for s in raw.split('/').filter(|s| !s.is_empty()) {
+                    full.push('/');
+                    full.push_str(s);
+                }
+                assert_eq!(
+                    if full.is_empty() {
+                        "/".to_string()
+                    } else {
+                        full
+                    },
+                    raw,
+                    "{raw:?}"
+                );
+            }
+        }
+        assert!(super::is_canonical("/api/v1/users"));
+        assert!(!super::is_canonical("/api/v1/users/"));
+        assert!(!super::is_canonical("/api/./users"));
     }
 
     #[test]
