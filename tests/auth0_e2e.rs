@@ -5,7 +5,7 @@ use common::*;
 
 use serde_json::json;
 use std::sync::Barrier;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const GLOBAL: &str = "Global limit has been reached";
 /// Auth0's import-jobs refusal, exactly (no errorCode).
@@ -15,51 +15,9 @@ fn import_jobs_body() -> serde_json::Value {
 }
 const ROTATE: &str = "/api/v2/keys/signing/rotate";
 const IMPORTS: &str = "/api/v2/jobs/users-imports";
-/// Envoy may read its clock a little before our "before" timestamp.
-const CLOCK_SLACK: f64 = 0.05;
-
-/// Wall clock, seconds since the epoch, with sub-second precision.
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// One request and the wall-clock interval in which the filter decided it.
-struct Sent {
-    r: Response,
-    t0: f64,
-    t1: f64,
-}
-
-fn send(c: &mut Client, method: &str, path: &str, headers: &[(&str, &str)]) -> Sent {
-    let t0 = now();
-    let r = c.request(method, path, headers);
-    Sent { r, t0, t1: now() }
-}
 
 fn host(name: &str) -> [(&str, &str); 1] {
     [("host", name)]
-}
-
-/// (X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset), all required.
-fn rate(r: &Response) -> (u64, u64, u64) {
-    let get = |name: &str| {
-        r.header_u64(name).unwrap_or_else(|| {
-            panic!(
-                "{} without a numeric {name}: {:?} {:?}",
-                r.status,
-                r.headers,
-                r.body_str()
-            )
-        })
-    };
-    (
-        get("x-ratelimit-limit"),
-        get("x-ratelimit-remaining"),
-        get("x-ratelimit-reset"),
-    )
 }
 
 /// Asserts `reset` is the epoch second (rounded up) of an instant `delay`

@@ -5,31 +5,9 @@ use common::*;
 
 use serde_json::json;
 use std::sync::Barrier;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const STATUS: &str = "/auth/rate_limit";
-/// Envoy may read its clock a little before our "before" timestamp.
-const CLOCK_SLACK: f64 = 0.05;
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// One request and the wall-clock interval in which the filter decided it.
-struct Sent {
-    r: Response,
-    t0: f64,
-    t1: f64,
-}
-
-fn send(c: &mut Client, method: &str, path: &str, headers: &[(&str, &str)]) -> Sent {
-    let t0 = now();
-    let r = c.request(method, path, headers);
-    Sent { r, t0, t1: now() }
-}
 
 fn onelogin(overrides: Option<serde_json::Value>) -> Envoy {
     let mut config = json!({"vendor": "onelogin"});
@@ -46,25 +24,6 @@ fn with_limit(limit: u64, window: Option<u64>) -> Envoy {
         o["window"] = json!(w);
     }
     onelogin(Some(json!([o])))
-}
-
-/// (X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset), all required.
-fn rate(r: &Response) -> (u64, u64, u64) {
-    let get = |name: &str| {
-        r.header_u64(name).unwrap_or_else(|| {
-            panic!(
-                "{} without a numeric {name}: {:?} {:?}",
-                r.status,
-                r.headers,
-                r.body_str()
-            )
-        })
-    };
-    (
-        get("x-ratelimit-limit"),
-        get("x-ratelimit-remaining"),
-        get("x-ratelimit-reset"),
-    )
 }
 
 /// A forwarded, counted 200: (limit, remaining, reset).

@@ -692,3 +692,46 @@ pub fn raw_request(port: u16, bytes: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Envoy may read its clock a little before a test's "before" timestamp.
+pub const CLOCK_SLACK: f64 = 0.05;
+
+/// Wall clock, seconds since the epoch, with sub-second precision.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// One request and the wall-clock interval in which the filter decided it.
+pub struct Sent {
+    pub r: Response,
+    pub t0: f64,
+    pub t1: f64,
+}
+
+pub fn send(c: &mut Client, method: &str, path: &str, headers: &[(&str, &str)]) -> Sent {
+    let t0 = now();
+    let r = c.request(method, path, headers);
+    Sent { r, t0, t1: now() }
+}
+
+/// The `X-RateLimit-*` trio (Auth0, OneLogin, custom): (limit, remaining, reset).
+pub fn rate(r: &Response) -> (u64, u64, u64) {
+    let get = |name: &str| {
+        r.header_u64(name).unwrap_or_else(|| {
+            panic!(
+                "{} without a numeric {name}: {:?} {:?}",
+                r.status,
+                r.headers,
+                r.body_str()
+            )
+        })
+    };
+    (
+        get("x-ratelimit-limit"),
+        get("x-ratelimit-remaining"),
+        get("x-ratelimit-reset"),
+    )
+}
