@@ -8,7 +8,8 @@
 //! Envoy 1.40.0 behaviour, checked with a throwaway proxy-wasm plugin (V8 runtime):
 //! * `on_configure` returning false at startup: Envoy REFUSES TO START. It exits with status 1
 //!   about 0.2 s after launch, with fail_open true or false, and logs the lines below
-//!   (the "fail closed" line only when failing closed). stderr ends with
+//!   (the "fail closed" line whenever the deprecated `fail_open` is false, even under
+//!   failure_policy FAIL_OPEN or FAIL_RELOAD). stderr ends with
 //!   `Unable to create Wasm plugin idp_ratelimit`.
 //! ```text
 //! [error][wasm] [source/extensions/common/wasm/wasm.cc:104] Wasm VM failed Failed to configure base Wasm plugin
