@@ -218,18 +218,6 @@ fn extra_listeners(listeners: Vec<Value>) -> Vec<String> {
     vec!["--config-yaml".into(), config.to_string()]
 }
 
-fn listener_port(e: &Envoy, name: &str) -> u16 {
-    let listeners = e.admin("GET", "/listeners?format=json").json();
-    let port = listeners["listener_statuses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|l| l["name"] == name)
-        .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
-        .unwrap_or_else(|| panic!("no listener {name}: {listeners}"));
-    u16::try_from(port).unwrap()
-}
-
 /// Main listener, harness config, plus `listeners`.
 fn start_with_listeners(config: &str, listeners: Vec<Value>) -> Envoy {
     Envoy::start_with(EnvoyOptions {

@@ -214,8 +214,8 @@ fn client_ip_config() -> Value {
 
 /// A second listener, `peer`, for `--config-yaml` (merged into the harness bootstrap): the same
 /// filter and routes, but its connection manager has `use_remote_address: true`, so Envoy takes
-/// the downstream address from the connection and never from X-Forwarded-For (the harness's
-/// `main` listener keeps Envoy's default, `false`). Own vm_id and plugin name: own counters.
+/// the downstream address from the connection and never from X-Forwarded-For (as the harness's
+/// `main` listener does too, since `client_ip` needs it). Own vm_id and plugin name: own counters.
 fn peer_listener(plugin_config: &str) -> String {
     const T: &str = "type.googleapis.com/";
     let wasm = json!({
@@ -245,18 +245,6 @@ fn peer_listener(plugin_config: &str) -> String {
         "filter_chains": [{"filters": [
             {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}]}})
     .to_string()
-}
-
-fn listener_port(e: &Envoy, name: &str) -> u16 {
-    let listeners = e.admin("GET", "/listeners?format=json").json();
-    let port = listeners["listener_statuses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|l| l["name"] == name)
-        .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
-        .unwrap_or_else(|| panic!("no listener {name}: {listeners}"));
-    u16::try_from(port).unwrap()
 }
 
 /// Three admitted (Remaining 2, 1, 0) then a 429, for whatever `send` sends.

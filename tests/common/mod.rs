@@ -736,3 +736,16 @@ pub fn rate(r: &Response) -> (u64, u64, u64) {
         get("x-ratelimit-reset"),
     )
 }
+
+/// The port Envoy bound for the listener `name` (one added with `--config-yaml`).
+pub fn listener_port(e: &Envoy, name: &str) -> u16 {
+    let listeners = e.admin("GET", "/listeners?format=json").json();
+    let port = listeners["listener_statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["name"] == name)
+        .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
+        .unwrap_or_else(|| panic!("no listener {name}: {listeners}"));
+    u16::try_from(port).unwrap()
+}
