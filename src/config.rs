@@ -192,7 +192,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
                 );
             };
             let mut spec = PolicySpec::default();
-            add_limit_routes(&mut spec, routes, "routes", false)?;
+            add_limit_routes(&mut spec, routes, "routes", default_algorithm(vendor))?;
             if spec.routes.is_empty() {
                 return err("routes", "must hold at least one route");
             }
@@ -235,7 +235,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         }
     }
     if let Some(v) = obj.get("overrides") {
-        add_overrides(&mut policy, v)?;
+        add_overrides(&mut policy, v, default_algorithm(vendor))?;
     }
     if let Some(v) = obj.get("headroom_percent") {
         let pct = integer(v, "headroom_percent", 1, 100)?;
@@ -424,16 +424,12 @@ fn window(v: &Value, field: &str) -> Result<u64, ConfigError> {
     Ok(secs * MICROS_PER_SEC)
 }
 
-fn default_algorithm(policy: &PolicySpec) -> Algorithm {
-    // Follow the vendor: Auth0 (and custom) refill evenly; Okta and OneLogin count fixed windows.
-    if policy
-        .buckets
-        .iter()
-        .any(|b| b.id.starts_with("okta.") || b.id.starts_with("onelogin."))
-    {
-        Algorithm::FixedWindow
-    } else {
-        Algorithm::TokenBucket
+/// The algorithm of a route an operator adds: the vendor's own (Okta and
+/// OneLogin count fixed windows; Auth0, and custom vendors, refill evenly).
+fn default_algorithm(vendor: &str) -> Algorithm {
+    match vendor {
+        "okta" | "onelogin" => Algorithm::FixedWindow,
+        _ => Algorithm::TokenBucket,
     }
 }
 
@@ -450,7 +446,11 @@ fn algorithm(v: Option<&Value>, field: &str, default: Algorithm) -> Result<Algor
 /// `overrides`: entries `{"bucket": id, "limit"?, "window"?}` change an existing
 /// bucket; entries `{"route", "methods"?, "limit", "window", "algorithm"?}`
 /// add a route that replaces what the catalog routes at that pattern.
-fn add_overrides(policy: &mut PolicySpec, v: &Value) -> Result<(), ConfigError> {
+fn add_overrides(
+    policy: &mut PolicySpec,
+    v: &Value,
+    default: Algorithm,
+) -> Result<(), ConfigError> {
     let Value::Array(items) = v else {
         return err("overrides", "must be a list");
     };
@@ -485,7 +485,14 @@ fn add_overrides(policy: &mut PolicySpec, v: &Value) -> Result<(), ConfigError> 
                 policy.buckets[b].limit.window_us = window(w, &format!("{field}.window"))?;
             }
         } else {
-            add_limit_route(policy, item, &field, &format!("overrides.{i}"), true)?;
+            add_limit_route(
+                policy,
+                item,
+                &field,
+                &format!("overrides.{i}"),
+                true,
+                default,
+            )?;
         }
     }
     Ok(())
@@ -497,7 +504,7 @@ fn add_limit_routes(
     policy: &mut PolicySpec,
     v: &Value,
     field: &str,
-    replace: bool,
+    default: Algorithm,
 ) -> Result<(), ConfigError> {
     let Value::Array(items) = v else {
         return err(
@@ -511,7 +518,8 @@ fn add_limit_routes(
             item,
             &format!("{field}[{i}]"),
             &format!("{field}.{i}"),
-            replace,
+            false,
+            default,
         )?;
     }
     Ok(())
@@ -525,24 +533,24 @@ fn add_limit_route(
     f: &str,
     id: &str,
     replace: bool,
+    default: Algorithm,
 ) -> Result<(), ConfigError> {
-    let default = default_algorithm(policy);
-    {
-        let Value::Object(o) = item else {
+    let Value::Object(o) = item else {
+        return err(
+            f,
+            "must be an object {\"route\", \"methods\", \"limit\", \"window\"}",
+        );
+    };
+    for k in o.keys() {
+        if !["route", "methods", "limit", "window", "algorithm"].contains(&k.as_str()) {
             return err(
-                f,
-                "must be an object {\"route\", \"methods\", \"limit\", \"window\"}",
+                format!("{f}.{k}"),
+                "unknown field; a route takes route, methods, limit, window, algorithm",
             );
-        };
-        for k in o.keys() {
-            if !["route", "methods", "limit", "window", "algorithm"].contains(&k.as_str()) {
-                return err(
-                    format!("{f}.{k}"),
-                    "unknown field; a route takes route, methods, limit, window, algorithm",
-                );
-            }
         }
-        let patterns = match o.get("route") {
+    }
+    let patterns =
+        match o.get("route") {
             Some(Value::String(s)) => vec![s.clone()],
             Some(v @ Value::Array(_)) => string_list(v, &format!("{f}.route"), None)?,
             _ => return err(
@@ -550,62 +558,61 @@ fn add_limit_route(
                 "missing or not a path pattern (e.g. \"/api/v1/users/{id}\" or \"/api/v1/apps/*\")",
             ),
         };
-        if let Err(e) = crate::router::Router::new(&[crate::router::RouteSpec {
-            methods: None,
-            patterns: patterns.clone(),
-            target: 0,
-            replace: false,
-        }]) {
-            return err(
-                format!("{f}.route"),
-                format!("bad pattern {:?}: {}", e.pattern, e.reason),
-            );
-        }
-        let methods = match o.get("methods") {
-            None => None,
-            Some(v) => {
-                let ms: Vec<String> = string_list(v, &format!("{f}.methods"), Some(&METHODS))?;
-                if ms.is_empty() {
-                    return err(
-                        format!("{f}.methods"),
-                        "must name at least one method (or be left out for all)",
-                    );
-                }
-                Some(ms)
-            }
-        };
-        let limit = match o.get("limit") {
-            Some(l) => integer(l, &format!("{f}.limit"), 1, u64::from(u32::MAX))?,
-            None => return err(format!("{f}.limit"), "missing: requests per window"),
-        };
-        let window_us = match o.get("window") {
-            Some(w) => window(w, &format!("{f}.window"))?,
-            None => {
-                return err(
-                    format!("{f}.window"),
-                    "missing: \"second\", \"minute\", \"hour\", \"day\" or seconds",
-                )
-            }
-        };
-        let algorithm = algorithm(o.get("algorithm"), &format!("{f}.algorithm"), default)?;
-        let label = format!("{id} {}", patterns.join(" "));
-        let b = policy.bucket(Bucket::new(
-            id,
-            &label,
-            Limit {
-                algorithm,
-                limit,
-                window_us,
-            },
-            Scope::Host,
-        ));
-        policy.routes.push(Route {
-            methods,
-            patterns,
-            target: Target::Buckets(vec![b]),
-            replace,
-        });
+    if let Err(e) = crate::router::Router::new(&[crate::router::RouteSpec {
+        methods: None,
+        patterns: patterns.clone(),
+        target: 0,
+        replace: false,
+    }]) {
+        return err(
+            format!("{f}.route"),
+            format!("bad pattern {:?}: {}", e.pattern, e.reason),
+        );
     }
+    let methods = match o.get("methods") {
+        None => None,
+        Some(v) => {
+            let ms: Vec<String> = string_list(v, &format!("{f}.methods"), Some(&METHODS))?;
+            if ms.is_empty() {
+                return err(
+                    format!("{f}.methods"),
+                    "must name at least one method (or be left out for all)",
+                );
+            }
+            Some(ms)
+        }
+    };
+    let limit = match o.get("limit") {
+        Some(l) => integer(l, &format!("{f}.limit"), 1, u64::from(u32::MAX))?,
+        None => return err(format!("{f}.limit"), "missing: requests per window"),
+    };
+    let window_us = match o.get("window") {
+        Some(w) => window(w, &format!("{f}.window"))?,
+        None => {
+            return err(
+                format!("{f}.window"),
+                "missing: \"second\", \"minute\", \"hour\", \"day\" or seconds",
+            )
+        }
+    };
+    let algorithm = algorithm(o.get("algorithm"), &format!("{f}.algorithm"), default)?;
+    let label = format!("{id} {}", patterns.join(" "));
+    let b = policy.bucket(Bucket::new(
+        id,
+        &label,
+        Limit {
+            algorithm,
+            limit,
+            window_us,
+        },
+        Scope::Host,
+    ));
+    policy.routes.push(Route {
+        methods,
+        patterns,
+        target: Target::Buckets(vec![b]),
+        replace,
+    });
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use crate::config::{Config, Dialect, HeaderStyle, Mode};
 use crate::identity;
 use crate::limiter::{Outcome, State};
-use crate::policy::{Policy, Resolved, Scope};
+use crate::policy::{Bucket, Policy, Resolved, Scope};
 use crate::response::{self, Headers, LocalReply, Report};
 use crate::router::RouteError;
 use crate::store::{SharedStore, StoreError};
@@ -144,7 +144,7 @@ impl Engine {
         };
         let mut decision = Decision::new(Verdict::Unlimited);
         let mut holds: Vec<Hold> = Vec::new();
-        let mut report: Option<(usize, Outcome)> = None;
+        let mut report: Option<(&Bucket, Outcome)> = None;
         for index in buckets {
             let Some(bucket) = self.policy.buckets.get(index) else {
                 continue;
@@ -152,11 +152,7 @@ impl Engine {
             let Some(key) = Self::scope_key(&bucket.scope, facts) else {
                 continue;
             };
-            let fp = crate::hash::fingerprint(&[
-                bucket.id.as_bytes(),
-                bucket.limit.algorithm.tag().as_bytes(),
-                key.as_bytes(),
-            ]);
+            let fp = bucket.key_fingerprint(&key);
             let taken =
                 match self
                     .table
@@ -201,24 +197,20 @@ impl Engine {
                 decision.counts.push((index, Count::Admitted));
             }
             if bucket.reported
-                && report.is_none_or(|(_, r)| {
-                    tighter(&outcome, bucket.limit.limit, &r, self.limit_of(report))
-                })
+                && report
+                    .is_none_or(|(b, r)| tighter(&outcome, bucket.limit.limit, &r, b.limit.limit))
             {
-                report = Some((index, outcome));
+                report = Some((bucket, outcome));
             }
         }
         let headers = match report {
-            Some((i, outcome)) => match self.policy.buckets.get(i) {
-                Some(b) => response::rate_headers(
-                    self.dialect,
-                    self.headers,
-                    b,
-                    &Report::new(b, &outcome),
-                    now_us,
-                ),
-                None => Headers::new(),
-            },
+            Some((b, outcome)) => response::rate_headers(
+                self.dialect,
+                self.headers,
+                b,
+                &Report::new(b, &outcome),
+                now_us,
+            ),
             None => Headers::new(),
         };
         holds.retain(|h| {
@@ -229,12 +221,6 @@ impl Engine {
         });
         decision.verdict = Verdict::Forward { headers, holds };
         decision
-    }
-
-    fn limit_of(&self, report: Option<(usize, Outcome)>) -> u64 {
-        report
-            .and_then(|(i, _)| self.policy.buckets.get(i))
-            .map_or(u64::MAX, |b| b.limit.limit)
     }
 
     /// Gives back what `holds` took (a later bucket refused the request, or
@@ -280,13 +266,9 @@ impl Engine {
             return Decision::new(Verdict::Unlimited);
         };
         let key = Self::scope_key(&bucket.scope, facts).unwrap_or_default();
-        let fp = crate::hash::fingerprint(&[
-            bucket.id.as_bytes(),
-            bucket.limit.algorithm.tag().as_bytes(),
-            key.as_bytes(),
-        ]);
+        let fp = bucket.key_fingerprint(&key);
         let mut errors = Vec::new();
-        let outcome = self
+        let mut outcome = self
             .table
             .peek(store, bucket.fingerprint, fp, &bucket.limit, now_us)
             .unwrap_or_else(|e| {
@@ -294,7 +276,6 @@ impl Engine {
                 bucket.limit.peek(None, now_us)
             });
         // No window open: the next call would open a full one.
-        let mut outcome = outcome;
         if outcome.reset_us <= now_us {
             outcome.reset_us = now_us.saturating_add(bucket.limit.window_us);
         }
@@ -489,7 +470,7 @@ mod tests {
             .iter()
             .position(|b| b.id == "okta.management.api-v1")
             .unwrap()];
-        let fp = crate::hash::fingerprint(&[mgmt.id.as_bytes(), b"fw", b"acme.okta.com"]);
+        let fp = mgmt.key_fingerprint("acme.okta.com");
         assert_eq!(
             e.table
                 .peek(&s, mgmt.fingerprint, fp, &mgmt.limit, NOW)

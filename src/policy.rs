@@ -48,6 +48,15 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// The fingerprint of this bucket's counter for one scope key.
+    pub fn key_fingerprint(&self, key: &str) -> u64 {
+        crate::hash::fingerprint(&[
+            self.id.as_bytes(),
+            self.limit.algorithm.tag().as_bytes(),
+            key.as_bytes(),
+        ])
+    }
+
     pub fn new(id: &str, label: &str, limit: Limit, scope: Scope) -> Bucket {
         Bucket {
             id: id.to_string(),
