@@ -30,21 +30,13 @@ import httpx
 from auth0.management import ManagementClient
 from auth0.management.errors import TooManyRequestsError
 
+from sdkcheck import ATTEMPTS, SLACK, check, finish  # noqa: E402
+
 LIMIT = 2  # must match the override in tests/sdk_e2e.rs
 WINDOW = 4  # seconds; must match the override in tests/sdk_e2e.rs
-SLACK = 1.5  # seconds a loaded machine may add to a wait
 DOMAIN = "sdk-e2e.auth0.test"
 PORT = int(sys.argv[1])
 
-ATTEMPTS = []  # one dict per HTTP request the SDK sent
-FAILED = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        FAILED.append(what)
-    return ok
 
 
 class ToFilter(httpx.HTTPTransport):
@@ -145,5 +137,4 @@ def main():
 
 
 main()
-print(f"{len(ATTEMPTS)} HTTP attempts; {len(FAILED)} check(s) failed")
-sys.exit(1 if FAILED else 0)
+finish()

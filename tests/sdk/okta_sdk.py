@@ -36,20 +36,12 @@ from okta import http_client  # noqa: E402
 from okta.client import Client  # noqa: E402
 from okta.errors.okta_api_error import OktaAPIError  # noqa: E402
 
+from sdkcheck import ATTEMPTS, SLACK, check, finish  # noqa: E402
+
 LIMIT = 2  # must match the override in tests/sdk_e2e.rs
 WINDOW = 3  # seconds; must match the override in tests/sdk_e2e.rs
-SLACK = 1.5  # seconds a loaded machine may add to a wait
 PORT = int(sys.argv[1])
 
-ATTEMPTS = []  # one dict per HTTP request the SDK sent
-FAILED = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        FAILED.append(what)
-    return ok
 
 
 _send = http_client.HTTPClient.send_request
@@ -165,6 +157,4 @@ async def main():
 
 
 asyncio.run(main())
-total = len(ATTEMPTS)
-print(f"{total} HTTP attempts; {len(FAILED)} check(s) failed")
-sys.exit(1 if FAILED else 0)
+finish()

@@ -31,20 +31,12 @@ import onelogin
 from onelogin.exceptions import ApiException
 from urllib3 import connectionpool
 
+from sdkcheck import ATTEMPTS, SLACK, check, finish  # noqa: E402
+
 LIMIT = 2  # must match the override in tests/sdk_e2e.rs
 WINDOW = 3  # seconds; must match the override in tests/sdk_e2e.rs
-SLACK = 1.5  # seconds a loaded machine may add to a wait
 PORT = int(sys.argv[1])
 
-ATTEMPTS = []  # one dict per HTTP request the SDK sent
-FAILED = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        FAILED.append(what)
-    return ok
 
 
 _make_request = connectionpool.HTTPConnectionPool._make_request
@@ -162,5 +154,4 @@ def main():
 
 
 main()
-print(f"{len(ATTEMPTS)} HTTP attempts; {len(FAILED)} check(s) failed")
-sys.exit(1 if FAILED else 0)
+finish()
