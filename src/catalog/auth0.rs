@@ -398,46 +398,9 @@ pub fn policy(plan: &str, import_job_hold_secs: u64) -> PolicySpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::published::{copy, figure, limit};
 
-    /// Rows of the `n`-th Markdown table in the doc, continuation rows (empty
-    /// first cell) folded into the row above: (label, cells after the label,
-    /// printed routes).
-    fn table(doc: &str, n: usize) -> Vec<(String, Vec<String>)> {
-        let mut tables: Vec<Vec<Vec<String>>> = Vec::new();
-        let mut in_table = false;
-        for line in doc.lines() {
-            if line.starts_with('|') {
-                if !in_table {
-                    tables.push(Vec::new());
-                    in_table = true;
-                }
-                let cells = line
-                    .trim()
-                    .trim_matches('|')
-                    .split('|')
-                    .map(|c| c.trim().to_string())
-                    .collect();
-                tables.last_mut().unwrap().push(cells);
-            } else {
-                in_table = false;
-            }
-        }
-        let mut rows: Vec<(String, Vec<String>)> = Vec::new();
-        for cells in tables[n].iter().skip(2) {
-            if cells[0].is_empty() {
-                let last = rows.last_mut().unwrap();
-                last.1[0].push_str(&format!(" ; {}", cells[1]));
-            } else {
-                rows.push((cells[0].clone(), cells[1..].to_vec()));
-            }
-        }
-        rows
-    }
-
-    fn num(cell: &str) -> Option<u64> {
-        cell.parse().ok()
-    }
-
+    /// A route as the page prints it (`DOC_SPELLING` maps our spelling back).
     fn printed(route: &(&str, &str)) -> String {
         let path = DOC_SPELLING
             .iter()
@@ -448,63 +411,57 @@ mod tests {
 
     #[test]
     fn tenant_limits_match_the_published_table() {
-        let doc = crate::catalog::vendor_doc("auth0-management-api-rate-limits.md");
-        let rows = table(&doc, 0);
+        let rows = copy("auth0-tenant").rows;
         assert_eq!(rows.len(), TENANT.len());
-        for (t, (label, cells)) in TENANT.iter().zip(&rows) {
-            assert_eq!(t.label, label);
-            assert_eq!(Some(t.per_second), num(&cells[0]), "{label}");
-            assert_eq!(Some(t.per_minute), num(&cells[1]), "{label}");
+        for (t, cells) in TENANT.iter().zip(&rows) {
+            assert_eq!(t.label, cells[0]);
+            assert_eq!(Some(t.per_second), limit(&cells[1]), "{}", t.label);
+            assert_eq!(Some(t.per_minute), limit(&cells[2]), "{}", t.label);
         }
     }
 
-    fn check_endpoints(
-        rows: &[EndpointRow],
-        published: &[(String, Vec<String>)],
-        day_column: bool,
-    ) {
-        assert_eq!(rows.len(), published.len());
-        for (r, (label, cells)) in rows.iter().zip(published) {
-            assert_eq!(r.label, label);
-            let paths = cells[0].replace('`', "");
-            let printed_routes: Vec<_> = paths
-                .split(" ; ")
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .collect();
+    /// Holds endpoint rows to a copied table: label, printed routes (rows
+    /// whose routes are derived from the first table print none), limits.
+    fn check_endpoints(rows: &[EndpointRow], copied: &str, day_column: bool) {
+        let published = copy(copied).rows;
+        assert_eq!(rows.len(), published.len(), "{copied}: row count");
+        for (r, cells) in rows.iter().zip(&published) {
+            assert_eq!(r.label, cells[0]);
             let is_derived = r.id.starts_with("read-") || r.id.starts_with("write-");
-            if !(is_derived && printed_routes.is_empty()) {
+            if !(is_derived && cells[1] == "-") {
                 let ours: Vec<_> = r.routes.iter().map(printed).collect();
-                assert_eq!(ours, printed_routes, "{label}");
+                let ours = if ours.is_empty() {
+                    "-".to_string()
+                } else {
+                    ours.join("; ")
+                };
+                assert_eq!(ours, cells[1], "{} routes", r.label);
             }
-            assert_eq!(r.per_second, num(&cells[1]), "{label} per second");
-            assert_eq!(r.per_minute, num(&cells[2]), "{label} per minute");
-            if day_column {
-                assert_eq!(r.per_day, num(&cells[3]), "{label} per day");
-            } else {
-                assert_eq!(r.per_day, None);
-            }
+            assert_eq!(r.per_second, limit(&cells[2]), "{} per second", r.label);
+            assert_eq!(r.per_minute, limit(&cells[3]), "{} per minute", r.label);
+            let per_day = if day_column { limit(&cells[4]) } else { None };
+            assert_eq!(r.per_day, per_day, "{} per day", r.label);
         }
     }
 
     #[test]
     fn endpoint_limits_match_the_published_tables() {
-        let doc = crate::catalog::vendor_doc("auth0-management-api-rate-limits.md");
-        check_endpoints(&ENDPOINTS, &table(&doc, 1), false);
-        check_endpoints(&SELF_SERVICE, &table(&doc, 2), true);
+        check_endpoints(&ENDPOINTS, "auth0-endpoints", false);
+        check_endpoints(&SELF_SERVICE, "auth0-self-service", true);
     }
 
     #[test]
     fn import_jobs_and_spa_numbers_match_the_doc() {
-        let doc = crate::catalog::vendor_doc("auth0-management-api-rate-limits.md");
-        assert!(doc.contains(&format!(
-            "limit of {IMPORT_JOBS_LIMIT} concurrent import jobs"
-        )));
-        let message = IMPORT_JOBS_MESSAGE.replace("{limit}", &IMPORT_JOBS_LIMIT.to_string());
-        assert!(doc.contains(&message));
-        assert!(doc.contains(&format!(
-            "maximum of **{SPA_PER_MINUTE} requests per minute per user**"
-        )));
+        let figures = copy("auth0-figures");
+        assert_eq!(
+            figure(&figures, "import jobs limit"),
+            IMPORT_JOBS_LIMIT.to_string()
+        );
+        assert_eq!(figure(&figures, "import jobs message"), IMPORT_JOBS_MESSAGE);
+        assert_eq!(
+            figure(&figures, "spa per minute per user"),
+            SPA_PER_MINUTE.to_string()
+        );
     }
 
     #[test]

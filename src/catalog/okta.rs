@@ -292,45 +292,27 @@ pub fn policy(plan: &str, catalogs: &[String]) -> PolicySpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::published::copy;
 
-    /// Parses the numeric cells of each data row of the first Markdown table
-    /// in a vendor doc: (first cell text, numbers).
-    fn published_rows(doc: &str) -> Vec<(String, Vec<u64>)> {
-        doc.lines()
-            .filter(|l| l.trim_start().starts_with('|'))
-            .skip(2) // heading and separator
-            .map(|line| {
-                let cells: Vec<&str> = line
-                    .trim()
-                    .trim_matches('|')
-                    .split('|')
-                    .map(str::trim)
-                    .collect();
-                let numbers = cells[1..]
-                    .iter()
-                    .map(|c| c.replace(',', "").parse::<u64>().expect("numeric cell"))
-                    .collect();
-                (cells[0].to_string(), numbers)
-            })
-            .collect()
-    }
-
-    fn check(table: &Table, doc: &str) {
-        let published = published_rows(doc);
+    /// Holds a table to the project's copy of the published one: each row's
+    /// printed path, the methods it names, and every plan's limit.
+    fn check(table: &Table, copied: &str) {
+        let published = copy(copied);
         assert_eq!(
-            published.len(),
+            published.rows.len(),
             table.rows.len(),
             "{}: row count",
             table.name
         );
-        for (row, (text, numbers)) in table.rows.iter().zip(&published) {
-            assert!(
-                text.contains(&format!("`{}`", row.doc_path)),
-                "{}: row {} should cite `{}`: {text}",
-                table.name,
-                row.id,
-                row.doc_path
+        for (row, cells) in table.rows.iter().zip(&published.rows) {
+            assert_eq!(
+                row.doc_path, cells[0],
+                "{}: row {} path",
+                table.name, row.id
             );
+            let methods = row.methods.map_or("*".to_string(), |m| m.join(","));
+            assert_eq!(methods, cells[1], "{}: row {} methods", table.name, row.id);
+            let numbers: Vec<u64> = cells[2..].iter().map(|c| c.parse().unwrap()).collect();
             assert_eq!(
                 row.limits,
                 numbers.as_slice(),
@@ -344,20 +326,18 @@ mod tests {
 
     #[test]
     fn management_numbers_match_the_published_table() {
-        let doc = &crate::catalog::vendor_doc("okta-management-rate-limits.md");
-        check(&MANAGEMENT, doc);
+        check(&MANAGEMENT, "okta-management");
     }
 
     #[test]
     fn end_user_numbers_match_the_published_table() {
-        let doc = &crate::catalog::vendor_doc("okta-end-user-rate-limits.md");
-        check(&END_USER, doc);
-        for path in PUBLIC_METADATA {
-            assert!(
-                doc.contains(&format!("`{path}`")),
-                "{path} is a published metadata endpoint"
-            );
-        }
+        check(&END_USER, "okta-end-user");
+        let published: Vec<String> = copy("okta-public-metadata")
+            .rows
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        assert_eq!(PUBLIC_METADATA, published.as_slice());
     }
 
     #[test]

@@ -36,12 +36,12 @@ pub fn policy() -> PolicySpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::published::{copy, figure};
 
     #[test]
     fn limit_matches_the_published_page() {
-        let doc = crate::catalog::vendor_doc("onelogin-get-rate-limit.md");
-        assert!(doc.contains("account level rate limit of 5,000 calls per hour"));
-        assert_eq!(PER_HOUR, 5000);
-        assert!(doc.contains("https://<subdomain>/auth/\nrate_limit"));
+        let published = copy("onelogin");
+        assert_eq!(figure(&published, "calls per hour"), PER_HOUR.to_string());
+        assert_eq!(figure(&published, "status path"), STATUS_PATH);
     }
 }
