@@ -147,19 +147,16 @@ impl RootContext for Root {
             Ok(None) => Vec::new(),
             Err(s) => return fail(format!("could not read the plugin configuration: {s:?}")),
         };
-        let config = match crate::config::parse(&bytes) {
-            Ok(c) => c,
-            Err(e) => return fail(e.to_string()),
-        };
-        let (vendor, plan, mode) = (config.vendor.clone(), config.plan.clone(), config.mode);
         // Counters are namespaced by the plugin's name, so two filter
         // instances sharing a vm_id never read each other's counters.
         let name = property(&["plugin_name"]).unwrap_or_default();
         let prefix = format!("idprl/{name}/");
-        let engine = match Engine::new(config, &prefix) {
-            Ok(e) => e,
-            Err(e) => return fail(format!("route {:?}: {}", e.pattern, e.reason)),
+        // The same function `idp-ratelimit check` runs: one code path.
+        let (plan, engine) = match crate::configure::configure(&bytes, &prefix) {
+            Ok(c) => (c.plan, c.engine),
+            Err(e) => return fail(e.to_string()),
         };
+        let (vendor, mode) = (engine.vendor.clone(), engine.mode);
         let store = EnvoySharedData::default();
         if let Err(e) = engine.create_keys(&store) {
             return fail(format!("could not create the counter table: {}", e.0));

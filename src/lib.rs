@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod configure;
 pub mod engine;
 pub mod hash;
 pub mod httpdate;

@@ -161,12 +161,22 @@ impl Policy {
     /// several routes share the most specific pattern (the same row in two
     /// catalogs), their buckets all apply; an exempt or status route wins.
     pub fn resolve(&self, method: &str, normalized_path: &str) -> Option<Resolved> {
-        let hits = self.router.lookup(method, normalized_path)?;
+        Some(self.targets_of(self.router.lookup(method, normalized_path)?))
+    }
+
+    /// Like `resolve`, with the (expanded) pattern that matched (for tools:
+    /// finding the pattern is a search).
+    pub fn resolve_route(&self, method: &str, normalized_path: &str) -> Option<(&str, Resolved)> {
+        let (pattern, hits) = self.router.lookup_route(method, normalized_path)?;
+        Some((pattern, self.targets_of(hits)))
+    }
+
+    fn targets_of(&self, hits: &[usize]) -> Resolved {
         let mut buckets = Vec::new();
         for target in hits.iter().filter_map(|&i| self.targets.get(i)) {
             match target {
-                Target::Exempt => return Some(Resolved::Exempt),
-                Target::RateLimitStatus => return Some(Resolved::RateLimitStatus),
+                Target::Exempt => return Resolved::Exempt,
+                Target::RateLimitStatus => return Resolved::RateLimitStatus,
                 Target::Buckets(bs) => {
                     for b in bs {
                         if !buckets.contains(b) {
@@ -176,7 +186,14 @@ impl Policy {
                 }
             }
         }
-        Some(Resolved::Buckets(buckets))
+        Resolved::Buckets(buckets)
+    }
+
+    /// Which of the spec's routes (by index, in `PolicySpec::routes` order)
+    /// still lead from exactly `pattern` (expanded) for `method` (`None`: a
+    /// method no route names): an override replaces catalog routes there.
+    pub fn routes_at(&self, method: Option<&str>, pattern: &str) -> &[usize] {
+        self.router.routed_at(method, pattern).unwrap_or(&[])
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 /// Methods that get routers of their own; any other method only sees routes
 /// that accept every method.
-const KNOWN_METHODS: [&str; 9] = [
+pub const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
 ];
 
@@ -88,13 +88,20 @@ impl MethodRouter {
         Ok(())
     }
 
-    fn lookup(&self, path: &str) -> Option<&[usize]> {
+    fn lookup(&self, path: &str) -> Option<(usize, &Entry)> {
         self.layers
             .iter()
             .filter_map(|layer| layer.at(path).ok().map(|m| *m.value))
-            .filter_map(|i| self.entries.get(i))
-            .max_by(|a, b| a.score.cmp(&b.score))
-            .map(|e| e.targets.as_slice())
+            .filter_map(|i| self.entries.get(i).map(|e| (i, e)))
+            .max_by(|a, b| a.1.score.cmp(&b.1.score))
+    }
+
+    /// The pattern of entry `index` (a search: for tools, not requests).
+    fn pattern(&self, index: usize) -> &str {
+        self.by_pattern
+            .iter()
+            .find(|(_, &i)| i == index)
+            .map_or("", |(p, _)| p.as_str())
     }
 }
 
@@ -136,12 +143,36 @@ impl Router {
     /// Targets of the most specific route for this method and normalised
     /// path, or `None` when no route matches.
     pub fn lookup(&self, method: &str, path: &str) -> Option<&[usize]> {
-        let table = KNOWN_METHODS
-            .iter()
-            .find(|m| m.eq_ignore_ascii_case(method))
-            .and_then(|m| self.by_method.get(m))
-            .unwrap_or(&self.other);
-        table.lookup(path)
+        self.table(Some(method))
+            .lookup(path)
+            .map(|(_, e)| e.targets.as_slice())
+    }
+
+    /// Like `lookup`, with the (expanded) pattern that matched.
+    pub fn lookup_route(&self, method: &str, path: &str) -> Option<(&str, &[usize])> {
+        let table = self.table(Some(method));
+        table
+            .lookup(path)
+            .map(|(i, e)| (table.pattern(i), e.targets.as_slice()))
+    }
+
+    /// The targets routed at exactly `pattern` (expanded) for `method`
+    /// (`None`: a method no route names), after overrides replaced.
+    pub fn routed_at(&self, method: Option<&str>, pattern: &str) -> Option<&[usize]> {
+        let table = self.table(method);
+        let &i = table.by_pattern.get(pattern)?;
+        table.entries.get(i).map(|e| e.targets.as_slice())
+    }
+
+    fn table(&self, method: Option<&str>) -> &MethodRouter {
+        method
+            .and_then(|method| {
+                KNOWN_METHODS
+                    .iter()
+                    .find(|m| m.eq_ignore_ascii_case(method))
+                    .and_then(|m| self.by_method.get(m))
+            })
+            .unwrap_or(&self.other)
     }
 }
 
@@ -264,6 +295,36 @@ mod tests {
         .unwrap();
         assert_eq!(r.lookup("GET", "/api/v1/users"), Some(&[20][..]));
         assert_eq!(r.lookup("POST", "/api/v1/users"), Some(&[3][..]));
+        // What `idp-ratelimit routes` asks: who still leads from a pattern.
+        assert_eq!(r.routed_at(Some("GET"), "/api/v1/users"), Some(&[20][..]));
+        assert_eq!(r.routed_at(Some("post"), "/api/v1/users"), Some(&[3][..]));
+        assert_eq!(r.routed_at(None, "/api/v1/users"), None);
+        assert_eq!(r.routed_at(None, "/api/v1/{*rest}"), Some(&[0][..]));
+    }
+
+    #[test]
+    fn lookup_route_names_the_pattern_that_matched() {
+        let r = router();
+        let cases = [
+            ("GET", "/api/v1/apps", Some("/api/v1/apps")),
+            (
+                "GET",
+                "/api/v1/apps/0oa1/users",
+                Some("/api/v1/apps/{*rest}"),
+            ),
+            ("PATCH", "/api/v1/users/00u1", Some("/api/v1/{*rest}")),
+            ("PROPFIND", "/oauth2/v1/keys", Some("/oauth2/v1/keys")),
+            ("GET", "/", None),
+        ];
+        for (method, path, want) in cases {
+            let got = r.lookup_route(method, path);
+            assert_eq!(got.map(|(p, _)| p), want, "{method} {path}");
+            assert_eq!(
+                got.map(|(_, t)| t),
+                r.lookup(method, path),
+                "{method} {path}"
+            );
+        }
     }
 
     #[test]

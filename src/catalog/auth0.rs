@@ -285,7 +285,8 @@ fn add_row_buckets(
     .filter_map(|(limit, secs, name)| {
         let limit = limit?;
         let id = format!("{prefix}.{}.{name}", row.id);
-        let label = format!("{label} ({limit} {name})");
+        // No number in the label: it names the row the same in every plan.
+        let label = format!("{label} ({name})");
         Some(spec.bucket(Bucket::new(
             &id,
             &label,
