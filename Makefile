@@ -10,7 +10,7 @@ CONCURRENCY   ?= 2
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: run test build wasm-target envoy lint unit e2e clean oci test-matrix fuzz
+.PHONY: run test build cli wasm-target envoy lint unit e2e clean oci test-matrix fuzz
 
 ## Build the filter and start Envoy on 127.0.0.1:10000 (admin :9901).
 run: build $(ENVOY)
@@ -21,20 +21,23 @@ run: build $(ENVOY)
 ## Everything the project checks: format, lints, host tests, end-to-end tests in real Envoy.
 test: lint unit e2e
 
+# The workspace: the filter and the command line (cli/).
 lint: wasm-target
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --release --target $(TARGET) --lib -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --release --target $(TARGET) -p idp-ratelimit --lib -- -D warnings
 
-## Host tests, then the cross-check of tests/vendor-tables/ against the vendors' own pages:
+## Host tests (the filter's pure logic; the command line run as a built binary), then the
+## cross-check of tests/vendor-tables/ against the vendors' own pages:
 ## $(IDP_RL_VENDOR_DOCS), else ../shared/vendor-docs where it exists; elsewhere it says it did not run.
 unit:
-	cargo test --lib
+	cargo test -p idp-ratelimit --lib
+	cargo test -p idp-ratelimit-cli
 	@docs="$${IDP_RL_VENDOR_DOCS:-}"; \
 	if [ -z "$$docs" ] && [ -d ../shared/vendor-docs ]; then docs=$$(cd ../shared/vendor-docs && pwd); fi; \
 	if [ -n "$$docs" ]; then \
 	  echo "cross-check of tests/vendor-tables/ against the pages in $$docs:"; \
-	  IDP_RL_VENDOR_DOCS="$$docs" cargo test --lib vendor_pages_match -- --ignored; \
+	  IDP_RL_VENDOR_DOCS="$$docs" cargo test -p idp-ratelimit --lib vendor_pages_match -- --ignored; \
 	else \
 	  echo "NOT RUN: the cross-check of tests/vendor-tables/ against the vendors' pages (no ../shared/vendor-docs; set IDP_RL_VENDOR_DOCS to run it)"; \
 	fi
@@ -47,10 +50,16 @@ $(SDK_STAMP): tests/sdk/requirements.txt $(ENVOY)
 	touch $@
 
 e2e: build $(ENVOY) $(SDK_STAMP)
-	cargo test --tests --release -- --test-threads 2
+	cargo test -p idp-ratelimit --tests --release -- --test-threads 2
 
+## The filter only (-p): the command line's code and dependencies never reach the .wasm.
 build: wasm-target
-	cargo build --release --target $(TARGET) --lib
+	cargo build --release --target $(TARGET) -p idp-ratelimit --lib
+
+## The operator's command line (also: cargo install --path cli).
+cli:
+	cargo build --release -p idp-ratelimit-cli
+	@echo "target/release/idp-ratelimit"
 
 ## Cost of the filter inside Envoy vs no filter and native local_ratelimit (not run by CI).
 .PHONY: bench

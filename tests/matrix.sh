@@ -26,7 +26,7 @@ for bin in "$@"; do
     echo "== Envoy $version, $runtime"
     log=target/matrix-$version-$runtime.log
     ENVOY_BIN=$bin IDP_RL_RUNTIME=envoy.wasm.runtime.$runtime \
-      cargo test --tests --release -- --test-threads 2 > "$log" 2>&1
+      cargo test -p idp-ratelimit --tests --release -- --test-threads 2 > "$log" 2>&1
     status=$?
     passed=$(grep -o '[0-9]* passed' "$log" | awk '{s+=$1} END {print s+0}')
     failures=$(grep -o '[0-9]* failed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -1,0 +1,217 @@
+//! `idp-ratelimit explain`: what the filter does with one request under a
+//! configuration: the normalised path, the route that matched, every bucket
+//! counted (limit, window, algorithm, scope, headroom) and the one whose
+//! headers are reported, or that the path is exempt or not limited. The
+//! routing and the decision are the engine's own, run on fresh counters.
+
+use idp_ratelimit::config::{HeaderStyle, Mode};
+use idp_ratelimit::configure::{configure, Configured};
+use idp_ratelimit::engine::{Count, RequestFacts, Verdict};
+use idp_ratelimit::policy::Resolved;
+use idp_ratelimit::store::MemoryStore;
+use serde_json::{json, Value};
+
+use crate::check::KEY_PREFIX;
+use crate::{describe, edit, Failure};
+
+/// A request as `explain` is given it.
+pub struct Request {
+    pub method: String,
+    /// The raw `:path`, query and all.
+    pub path: String,
+    pub authority: String,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// `ip:port`, as Envoy's `source.address`.
+    pub source: String,
+}
+
+impl RequestFacts for Request {
+    fn method(&self) -> Option<String> {
+        Some(self.method.clone())
+    }
+    fn path(&self) -> Option<String> {
+        Some(self.path.clone())
+    }
+    fn authority(&self) -> Option<String> {
+        Some(self.authority.clone())
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn source_address(&self) -> Option<String> {
+        Some(self.source.clone())
+    }
+}
+
+/// Any fixed time: `explain` reports no times, only which buckets count.
+const NOW_US: u64 = 1_800_000_000_000_000;
+
+struct Row {
+    index: usize,
+    counted: bool,
+    reported: bool,
+    /// The limit before `headroom_percent`, where it differs.
+    published: Option<u64>,
+}
+
+pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Failure> {
+    let refused = |e: idp_ratelimit::configure::Refusal| {
+        Failure::Invalid(format!("configuration refused: {e}"))
+    };
+    let Configured { plan, mut engine } = configure(bytes, KEY_PREFIX).map_err(refused)?;
+    // Limits as they were before headroom: the same configuration without it.
+    let published = match edit::without(bytes, "headroom_percent") {
+        Some(b) => Some(configure(&b, KEY_PREFIX).map_err(refused)?.engine),
+        None => None,
+    };
+    let normalised = idp_ratelimit::path::normalize(&request.path);
+    let resolved = engine
+        .policy
+        .resolve_route(&request.method, &normalised)
+        .map(|(p, r)| (p.to_string(), r));
+    let mut rows = Vec::new();
+    if let Some((_, Resolved::Buckets(indexes))) = &resolved {
+        // IETF headers name the reported bucket; fresh counters admit.
+        engine.headers = HeaderStyle::Ietf;
+        let store = MemoryStore::new();
+        engine
+            .create_keys(&store)
+            .map_err(|e| Failure::Invalid(format!("counter table: {}", e.0)))?;
+        let decision = engine.decide(&store, request, NOW_US, 0);
+        let reported = match &decision.verdict {
+            Verdict::Forward { headers, .. } => headers
+                .iter()
+                .find(|(n, _)| *n == "ratelimit")
+                .and_then(|(_, v)| v.split('"').nth(1).map(str::to_string)),
+            _ => None,
+        };
+        for &index in indexes {
+            let Some(b) = engine.policy.buckets.get(index) else {
+                continue;
+            };
+            let published = published
+                .as_ref()
+                .and_then(|p| p.policy.buckets.iter().find(|o| o.id == b.id))
+                .map(|o| o.limit.limit)
+                .filter(|&l| l != b.limit.limit);
+            rows.push(Row {
+                index,
+                counted: decision
+                    .counts
+                    .iter()
+                    .any(|(i, c)| *i == index && *c != Count::Rejected),
+                reported: reported.as_deref() == Some(b.id.as_str()),
+                published,
+            });
+        }
+    }
+    let mode = describe::mode(engine.mode);
+    let verdict = match &resolved {
+        None => "not_limited",
+        Some((_, Resolved::Exempt)) => "exempt",
+        Some((_, Resolved::RateLimitStatus)) => "status_endpoint",
+        Some((_, Resolved::Buckets(_))) => "counted",
+    };
+    let route = resolved.as_ref().map(|(p, _)| p.as_str());
+    let bucket = |r: &Row| engine.policy.buckets.get(r.index);
+    if as_json {
+        let buckets: Vec<Value> = rows
+            .iter()
+            .filter_map(|r| {
+                let mut v = describe::bucket_json(bucket(r)?, r.published);
+                let obj = v.as_object_mut()?;
+                obj.insert("counted".into(), json!(r.counted));
+                obj.insert("reported".into(), json!(r.reported));
+                Some(v)
+            })
+            .collect();
+        let reported = rows
+            .iter()
+            .find(|r| r.reported)
+            .and_then(bucket)
+            .map(|b| b.id.clone());
+        let out = json!({
+            "vendor": engine.vendor,
+            "plan": plan,
+            "mode": mode,
+            "request": {"method": request.method, "path": request.path},
+            "path": normalised,
+            "route": route,
+            "verdict": verdict,
+            "buckets": buckets,
+            "reported": reported,
+        });
+        return serde_json::to_string_pretty(&out)
+            .map(|s| s + "\n")
+            .map_err(|e| Failure::Invalid(e.to_string()));
+    }
+    let mut head = vec![
+        vec![
+            "request".to_string(),
+            format!("{} {}", request.method, request.path),
+        ],
+        vec!["path".to_string(), format!("{normalised} (normalised)")],
+        vec![
+            "route".to_string(),
+            route.unwrap_or("(none matches)").to_string(),
+        ],
+    ];
+    let summary = match verdict {
+        "not_limited" => "not limited: no route matches; no rate-limit headers".to_string(),
+        "exempt" => "exempt: never limited, no rate-limit headers".to_string(),
+        "status_endpoint" => {
+            "answered by the filter: the caller's rate-limit status, not counted".to_string()
+        }
+        _ => format!(
+            "{}/{plan}, {mode}: counted in every bucket below; {}",
+            engine.vendor,
+            match engine.mode {
+                Mode::Enforce => "all must admit",
+                Mode::Shadow => "none rejects (would-be rejections are counted)",
+            }
+        ),
+    };
+    head.push(vec!["verdict".to_string(), summary]);
+    let mut out = describe::columns(&head);
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .filter_map(|r| {
+            let b = bucket(r)?;
+            let mut limit = describe::limit(&b.limit);
+            if let Some(p) = r.published {
+                limit.push_str(&format!(" ({p} before headroom)"));
+            }
+            let note = if !r.counted {
+                "not counted: its scope does not apply to this request"
+            } else if r.reported {
+                "reported"
+            } else {
+                ""
+            };
+            Some(vec![
+                format!("  {}", b.id),
+                limit,
+                describe::algorithm(b.limit.algorithm).to_string(),
+                describe::scope(&b.scope),
+                note.to_string(),
+            ])
+        })
+        .collect();
+    out.push_str(&describe::columns(&table));
+    if !rows.is_empty() {
+        let reported = rows
+            .iter()
+            .find(|r| r.reported)
+            .and_then(bucket)
+            .map_or("none", |b| b.id.as_str());
+        out.push_str(&format!(
+            "headers  report the bucket closest to empty (fewest remaining, then the smaller \
+             limit); on fresh counters: {reported}\n"
+        ));
+    }
+    Ok(out)
+}
