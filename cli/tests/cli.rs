@@ -123,6 +123,39 @@ fn yaml_refusals_name_the_document_and_the_plugin() {
 }
 
 #[test]
+fn envoy_refusals_name_the_filter_and_the_plugin() {
+    let file = "cli/tests/data/envoy-two-filters.yaml";
+    let (code, out, err) = run(&["check", file]);
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with(&format!(
+            "{file}: document 1, Envoy filter okta_guard, plugin okta: ok: okta/enterprise"
+        )),
+        "{out}"
+    );
+    let want = filter_refusal(
+        "{\"vendor\": \"auth0\", \"plan\": \"enterprise-prod\",\n \
+         \"overrides\": [{\"bucket\": \"auth0.endpoint.user\", \"limit\": 10}]}\n",
+    );
+    assert!(want.contains("overrides[0].bucket"), "{want}");
+    assert_eq!(
+        err,
+        format!("{file}: document 1, Envoy filter auth0_guard, plugin auth0: {want}\n")
+    );
+    // `explain` and `routes` pick one with --plugin (filter or plugin name).
+    let (code, out, _) = run(&[
+        "explain",
+        file,
+        "--plugin",
+        "okta_guard",
+        "GET",
+        "/api/v1/users",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("okta.management.users"), "{out}");
+}
+
+#[test]
 fn usage_errors_and_unreadable_files_exit_2() {
     assert_eq!(run(&["check"]).0, 2);
     assert_eq!(run(&["frobnicate"]).0, 2);
