@@ -101,14 +101,24 @@ test-matrix: build $(ENVOY) $(SDK_STAMP)
 
 ## cargo-fuzz targets (tests/fuzz): FUZZ_SECONDS each (default 600). Not run by CI.
 ## Needs cargo-fuzz and a nightly toolchain (or RUSTC_BOOTSTRAP=1 on stable).
+## Every target runs; any crash (or build failure) fails `make fuzz`, naming the
+## target and the input libFuzzer kept (tests/fuzz/artifacts/<target>/). Logs:
+## target/fuzz-<target>.log.
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS := path_router config_parser limiter engine
 # Nightly if rustup has one; otherwise stable with its sanitizer runtimes unlocked.
 FUZZ_CARGO := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo 'cargo +nightly' || echo 'RUSTC_BOOTSTRAP=1 cargo')
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@mkdir -p target; failed=""; for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
-	  $(FUZZ_CARGO) fuzz run --fuzz-dir tests/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 2>&1 \
-	    | tee target/fuzz-$$t.log | grep -E '^Done|crash|panicked|ERROR' ; \
-	done
+	  if $(FUZZ_CARGO) fuzz run --fuzz-dir tests/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+	       >target/fuzz-$$t.log 2>&1; then \
+	    grep -E '^Done' target/fuzz-$$t.log; \
+	  else \
+	    echo "FAILED: fuzz target $$t crashed or did not build:"; \
+	    grep -E "panicked|ERROR|SUMMARY|Test unit written to|^error" target/fuzz-$$t.log | head -20; \
+	    failed="$$failed $$t"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make fuzz: failing targets:$$failed"; exit 1; fi

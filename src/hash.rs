@@ -32,13 +32,55 @@ mod tests {
         assert_ne!(fingerprint(&[b"ab", b"c"]), fingerprint(&[b"a", b"bc"]));
     }
 
+    /// Keys that differ in a byte or two (client addresses, hosts, user ids)
+    /// must spread over the slot table's groups as evenly as random ones
+    /// would, or one busy group fills its 4 ways and pushes keys to the
+    /// overflow entry; and no two of them may share a fingerprint (they
+    /// would share a counter).
     #[test]
-    fn never_zero_and_deterministic() {
-        for i in 0..1000u32 {
-            let s = i.to_string();
-            let f = fingerprint(&[s.as_bytes()]);
-            assert_ne!(f, 0);
-            assert_eq!(f, fingerprint(&[s.as_bytes()]));
+    fn similar_keys_spread_over_the_groups_and_never_collide() {
+        let bucket = crate::policy::Bucket::new(
+            "okta.management.users",
+            "test",
+            crate::limiter::Limit {
+                algorithm: crate::limiter::Algorithm::FixedWindow,
+                limit: 1,
+                window_us: 1,
+            },
+            crate::policy::Scope::ClientIp,
+        );
+        let keys: Vec<String> = (0..65_536u32)
+            .map(|i| match i % 3 {
+                0 => format!("10.0.{}.{}", (i >> 8) & 0xff, i & 0xff),
+                1 => format!("tenant{i}.okta.com"),
+                _ => format!("00u{i:08}"),
+            })
+            .collect();
+        for groups in [4096u32, 3000] {
+            let table = crate::table::SlotTable::new("p/", groups);
+            let mut load = vec![0u32; groups as usize];
+            let mut seen = std::collections::HashSet::new();
+            for k in &keys {
+                let fp = bucket.key_fingerprint(k);
+                assert!(seen.insert(fp), "{k:?} collides");
+                load[table.group_of(fp) as usize] += 1;
+            }
+            // Poisson(mean) per group: chi-square near `groups`, max load
+            // far below 2.5x the mean (a biased spread misses both by far).
+            let mean = keys.len() as f64 / f64::from(groups);
+            let chi2: f64 = load
+                .iter()
+                .map(|&l| (f64::from(l) - mean).powi(2) / mean)
+                .sum();
+            let max = load.iter().copied().max().unwrap_or(0);
+            assert!(
+                chi2 < f64::from(groups) * 1.15,
+                "{groups} groups: chi-square {chi2:.0}"
+            );
+            assert!(
+                f64::from(max) < mean * 2.5,
+                "{groups} groups: a group holds {max} (mean {mean:.1})"
+            );
         }
     }
 }

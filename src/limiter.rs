@@ -92,7 +92,7 @@ impl Limit {
             },
             Algorithm::TokenBucket => {
                 let tat = self.clamped_tat(state, now);
-                let remaining = (now + self.window_us - tat) / self.interval_us();
+                let remaining = self.tokens_at(tat, now);
                 Outcome {
                     admitted: remaining > 0,
                     remaining: remaining.min(self.limit),
@@ -213,18 +213,25 @@ impl Limit {
         if tat <= self.full_tat(now) {
             return now;
         }
-        // Tokens available at time x: floor((x + window - tat) / t).
-        let have = (now + self.window_us - tat) / t;
+        let have = self.tokens_at(tat, now);
         if have >= self.limit {
             return now;
         }
-        (tat + (have + 1) * t).saturating_sub(self.window_us)
+        tat.saturating_add(have.saturating_add(1).saturating_mul(t))
+            .saturating_sub(self.window_us)
+    }
+
+    /// Tokens a bucket holding `tat` has at `now`: floor((now + window - tat) / t).
+    /// Saturating, like all of this arithmetic: a decision never panics or
+    /// wraps, whatever `now` and the stored state (at `u64::MAX` time stops).
+    fn tokens_at(&self, tat: u64, now: u64) -> u64 {
+        now.saturating_add(self.window_us).saturating_sub(tat) / self.interval_us()
     }
 
     fn token_bucket(&self, state: Option<State>, now: u64) -> (Outcome, Option<State>) {
         let t = self.interval_us();
         let tat = self.clamped_tat(state, now);
-        let new_tat = tat + t;
+        let new_tat = tat.saturating_add(t);
         let horizon = now.saturating_add(self.window_us);
         if new_tat > horizon {
             let out = Outcome {
@@ -256,7 +263,12 @@ impl Limit {
         // A unique expiry per hold, so a release removes exactly this one.
         let mut expiry = now.saturating_add(self.window_us);
         while live.contains(&expiry) {
-            expiry += 1;
+            // At the end of time two holds may share u64::MAX; releasing
+            // either then frees one place, which is all a release must do.
+            let Some(next) = expiry.checked_add(1) else {
+                break;
+            };
+            expiry = next;
         }
         if let Some(free) = live.iter_mut().find(|e| **e == 0) {
             *free = expiry;
@@ -476,5 +488,63 @@ mod tests {
         // After the hold time everything is free and the slot is stale.
         assert!(l.is_stale(s2.unwrap(), T0 + 601 * SEC));
         assert!(l.acquire(s2, T0 + 601 * SEC).0.admitted);
+    }
+    /// Every algorithm at the ends of time, with any stored state: no
+    /// overflow (tests build with overflow checks), and a sane outcome.
+    #[test]
+    fn decisions_are_total_at_the_ends_of_time() {
+        let limits = [
+            fixed(3, 60),
+            bucket(3, 60),
+            bucket(30_000, 1),
+            Limit {
+                algorithm: Algorithm::Concurrency,
+                limit: 2,
+                window_us: 600 * SEC,
+            },
+        ];
+        let edges = [
+            0,
+            1,
+            T0,
+            u64::MAX / 2,
+            u64::MAX - 60 * SEC,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for l in limits {
+            for &now in &edges {
+                let mut states = vec![None];
+                states.extend(edges.iter().map(|&w| Some([w, w, w])));
+                for state in states {
+                    let (out, next) = l.acquire(state, now);
+                    assert!(out.remaining <= l.limit, "{l:?} {state:?} at {now}");
+                    let peek = l.peek(state, now);
+                    assert!(peek.remaining <= l.limit, "{l:?} {state:?} at {now}");
+                    let _ = out.retry_after_secs(now);
+                    if let Some(s) = state {
+                        let _ = l.is_stale(s, now);
+                        let _ = l.release(Some(s), s, now);
+                    }
+                    // Threading the written state through more requests.
+                    let mut s = next.or(state);
+                    for _ in 0..4 {
+                        let (_, n) = l.acquire(s, now);
+                        s = n.or(s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `make fuzz` found this (engine target, artifact `crash-16c5b6e1…`):
+    /// a token bucket asked at `now = u64::MAX` overflowed `tat + interval`.
+    #[test]
+    fn fuzz_crash_16c5b6e1_token_bucket_at_u64_max() {
+        let l = bucket(10, 1);
+        let (out, s) = l.acquire(None, u64::MAX);
+        assert!(!out.admitted || s.is_some());
+        let _ = l.acquire(s, u64::MAX);
+        let _ = l.peek(s, u64::MAX);
     }
 }

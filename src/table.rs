@@ -107,7 +107,7 @@ impl SlotTable {
         format!("{}o{:016x}", self.prefix, bucket_fingerprint)
     }
 
-    fn group_of(&self, fingerprint: u64) -> u32 {
+    pub(crate) fn group_of(&self, fingerprint: u64) -> u32 {
         (crate::hash::mix(fingerprint) % u64::from(self.groups)) as u32
     }
 

@@ -230,24 +230,18 @@ fn exempt_paths_cannot_be_reached_by_respelling_a_limited_one() {
 
 fn random_json(rng: &mut Rng, depth: usize) -> serde_json::Value {
     use serde_json::{json, Value};
-    const FIELDS: [&str; 16] = [
-        "vendor",
-        "plan",
-        "catalogs",
-        "import_job_hold_seconds",
-        "scope",
-        "bucket_scopes",
-        "headroom_percent",
-        "mode",
-        "overrides",
-        "routes",
-        "headers",
-        "dialect",
-        "max_keys",
+    // The parser's own field list, and the fields nested inside `overrides`,
+    // `routes` and `scope`.
+    const NESTED: [&str; 7] = [
+        "bucket",
         "route",
         "limit",
         "window",
+        "methods",
+        "algorithm",
+        "header",
     ];
+    let fields: Vec<&str> = config::FIELDS.iter().chain(&NESTED).copied().collect();
     const STRINGS: [&str; 16] = [
         "okta",
         "auth0",
@@ -275,7 +269,7 @@ fn random_json(rng: &mut Rng, depth: usize) -> serde_json::Value {
         5 | 6 => {
             let mut m = serde_json::Map::new();
             for _ in 0..rng.below(6) {
-                m.insert(rng.pick(&FIELDS).to_string(), random_json(rng, depth + 1));
+                m.insert(rng.pick(&fields).to_string(), random_json(rng, depth + 1));
             }
             Value::Object(m)
         }
@@ -333,4 +327,161 @@ fn arbitrary_configs_are_accepted_or_refused_with_a_field() {
         let e = config::parse(bytes).unwrap_err();
         assert_eq!(e.field, "(document)");
     }
+}
+
+/// Arrivals for the timing properties: mostly bursts and short gaps, now and
+/// then a long idle, so buckets are refused, refill and reopen.
+fn gap_us(rng: &mut Rng, window_us: u64, limit: u64) -> u64 {
+    let per = (window_us / limit).max(1);
+    match rng.below(10) {
+        0..=4 => 0,
+        5..=7 => rng.next() % per.saturating_mul(2),
+        8 => rng.next() % window_us.saturating_mul(2).max(1),
+        _ => 1 + rng.next() % 3,
+    }
+}
+
+/// The timing promise, governor's `accurate_not_until`: when a fixed window
+/// or a token bucket refuses a request, the reset it gives is exact to the
+/// microsecond: one microsecond before it the bucket still refuses, at it the
+/// bucket admits. Random limits, windows (whole seconds or not) and arrivals.
+#[test]
+fn a_refusal_names_the_exact_microsecond_it_ends() {
+    use idp_ratelimit::limiter::{Algorithm, Limit, MICROS_PER_SEC};
+    let mut rng = Rng(0x5eed_0f71_35ab);
+    let mut refusals = 0;
+    for _ in 0..cases() / 10 {
+        let algorithm = *rng.pick(&[Algorithm::FixedWindow, Algorithm::TokenBucket]);
+        let limit = match rng.below(4) {
+            0 => 1,
+            1 => 1 + rng.next() % 10,
+            2 => 1 + rng.next() % 1000,
+            _ => 1 + rng.next() % 100_000,
+        };
+        let window_us = match rng.below(3) {
+            0 => (1 + rng.next() % 3600) * MICROS_PER_SEC,
+            1 => *rng.pick(&[1, 60, 3600, 86_400]) * MICROS_PER_SEC,
+            _ => 1 + rng.next() % (120 * MICROS_PER_SEC),
+        };
+        let l = Limit {
+            algorithm,
+            limit,
+            window_us,
+        };
+        let mut now = 1_700_000_000 * MICROS_PER_SEC + rng.next() % MICROS_PER_SEC;
+        let mut state = None;
+        for _ in 0..200 {
+            let (out, next) = l.acquire(state, now);
+            if out.admitted {
+                state = next;
+            } else {
+                refusals += 1;
+                let reset = out.reset_us;
+                assert!(reset > now, "{l:?} at {now}: reset {reset} is not ahead");
+                let wait = reset - now;
+                assert_eq!(
+                    out.retry_after_secs(now),
+                    wait.div_ceil(MICROS_PER_SEC).max(1),
+                    "{l:?} at {now}"
+                );
+                assert!(
+                    !l.acquire(state, reset - 1).0.admitted,
+                    "{l:?}: refused at {now}, reset {reset}, but admitted 1 us before"
+                );
+                let (at, next) = l.acquire(state, reset);
+                assert!(
+                    at.admitted,
+                    "{l:?}: refused at {now}, reset {reset}, still refused at it"
+                );
+                state = next;
+                now = reset;
+            }
+            now += gap_us(&mut rng, window_us, limit);
+        }
+    }
+    assert!(refusals > 1000, "the arrivals reach refusals ({refusals})");
+}
+
+/// The same promise as the client reads it, through the whole decision and
+/// the response headers: Auth0's `Retry-After` (seconds to wait) and Okta's
+/// `X-Rate-Limit-Reset` (epoch second) are the first whole second at which
+/// the request is admitted; a second earlier it is still refused.
+#[test]
+fn retry_after_and_reset_headers_are_the_first_admitting_second() {
+    use idp_ratelimit::engine::{Engine, RequestFacts, Verdict};
+    use idp_ratelimit::limiter::MICROS_PER_SEC;
+    use idp_ratelimit::store::MemoryStore;
+
+    struct Get;
+    impl RequestFacts for Get {
+        fn method(&self) -> Option<String> {
+            Some("GET".into())
+        }
+        fn path(&self) -> Option<String> {
+            Some("/v1/things".into())
+        }
+        fn authority(&self) -> Option<String> {
+            Some("acme.example.com".into())
+        }
+        fn header(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn source_address(&self) -> Option<String> {
+            None
+        }
+    }
+    let header = |v: &Verdict, name: &str| -> Option<u64> {
+        let Verdict::Reply(r) = v else { return None };
+        r.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse().ok())
+    };
+    let mut rng = Rng(0x0ac0_0b5e);
+    let mut refusals = 0;
+    for _ in 0..cases() / 100 {
+        let dialect = *rng.pick(&["okta", "auth0"]);
+        let algorithm = *rng.pick(&["fixed_window", "token_bucket"]);
+        let limit = 1 + rng.next() % 20;
+        let window = 1 + rng.next() % 600;
+        let json = format!(
+            r#"{{"vendor": "custom", "dialect": "{dialect}", "routes": [{{"route": "/v1/*",
+                "limit": {limit}, "window": {window}, "algorithm": "{algorithm}"}}]}}"#
+        );
+        let engine = Engine::new(config::parse(json.as_bytes()).unwrap(), "p/").unwrap();
+        let store = MemoryStore::new();
+        engine.create_keys(&store).unwrap();
+        let window_us = window * MICROS_PER_SEC;
+        let mut now = 1_700_000_000 * MICROS_PER_SEC + rng.next() % MICROS_PER_SEC;
+        for _ in 0..100 {
+            let d = engine.decide(&store, &Get, now, 0);
+            if matches!(d.verdict, Verdict::Reply(_)) {
+                refusals += 1;
+                // The first admitting second, as each dialect spells it.
+                let first = if dialect == "auth0" {
+                    let secs = header(&d.verdict, "retry-after").unwrap();
+                    assert!(secs >= 1, "{json}");
+                    now + secs * MICROS_PER_SEC
+                } else {
+                    header(&d.verdict, "x-rate-limit-reset").unwrap() * MICROS_PER_SEC
+                };
+                let before = first - MICROS_PER_SEC;
+                if before >= now {
+                    let d = engine.decide(&store, &Get, before, 0);
+                    assert!(
+                        matches!(d.verdict, Verdict::Reply(_)),
+                        "{json}: refused at {now}, admitted a second before {first}"
+                    );
+                }
+                let d = engine.decide(&store, &Get, first, 0);
+                assert!(
+                    matches!(d.verdict, Verdict::Forward { .. }),
+                    "{json}: refused at {now}, still refused at {first}: {d:?}"
+                );
+                now = first;
+            }
+            now += gap_us(&mut rng, window_us, limit);
+        }
+    }
+    assert!(refusals > 100, "the arrivals reach refusals ({refusals})");
 }
