@@ -57,7 +57,7 @@ fn engine(config: &str) -> Result<(Engine, MemoryStore), String> {
     let config = idp_ratelimit::config::parse(config.as_bytes()).map_err(|e| e.to_string())?;
     let engine = Engine::new(config, "idprl/bench/").map_err(|e| format!("{e:?}"))?;
     let store = MemoryStore::new();
-    engine.create_keys(&store).map_err(|e| e.0)?;
+    engine.create_keys(&store).map_err(|e| e.to_string())?;
     Ok((engine, store))
 }
 

@@ -2,11 +2,11 @@
 //! applies, and say what to answer. Pure logic over a `SharedStore` and a
 //! `RequestFacts`, so the whole path runs in host tests.
 
-use crate::config::{Config, Dialect, HeaderStyle, Mode};
+use crate::config::Config;
 use crate::identity;
 use crate::limiter::{Outcome, State};
-use crate::policy::{Bucket, Policy, Resolved, Scope};
-use crate::response::{self, Headers, LocalReply, Report};
+use crate::policy::{Bucket, Mode, Policy, Resolved, Scope};
+use crate::response::{self, Dialect, HeaderStyle, Headers, LocalReply, Report};
 use crate::router::RouteError;
 use crate::store::{SharedStore, StoreError};
 use crate::table::{Place, SlotTable};
@@ -26,7 +26,7 @@ pub trait RequestFacts {
 pub struct Hold {
     pub bucket: usize,
     pub fingerprint: u64,
-    pub place: Place,
+    pub(crate) place: Place,
     pub state: State,
 }
 
@@ -71,13 +71,14 @@ impl Decision {
 }
 
 pub struct Engine {
+    /// The configured vendor, for the configure log line and the operator CLI.
     pub vendor: String,
     pub stat_prefix: String,
     pub dialect: Dialect,
     pub mode: Mode,
     pub headers: HeaderStyle,
     pub policy: Policy,
-    pub table: SlotTable,
+    pub(crate) table: SlotTable,
 }
 
 impl Engine {
@@ -137,8 +138,8 @@ impl Engine {
         let path = crate::path::normalize(&facts.path().unwrap_or_default());
         let buckets = match self.policy.resolve(&method, &path) {
             None | Some(Resolved::Exempt) => return Decision::new(Verdict::Unlimited),
-            Some(Resolved::RateLimitStatus) => {
-                return self.status_endpoint(store, facts, &method, now_us)
+            Some(Resolved::RateLimitStatus(bucket)) => {
+                return self.status_endpoint(store, facts, &method, bucket, now_us)
             }
             Some(Resolved::Buckets(b)) => b,
         };
@@ -249,20 +250,17 @@ impl Engine {
         }
     }
 
-    /// OneLogin's `GET /auth/rate_limit`, for the caller's account.
+    /// OneLogin's `GET /auth/rate_limit`: `bucket` (the route's target) as
+    /// the caller's key sees it, without counting the call.
     fn status_endpoint(
         &self,
         store: &dyn SharedStore,
         facts: &dyn RequestFacts,
         method: &str,
+        bucket: usize,
         now_us: u64,
     ) -> Decision {
-        let Some(bucket) = self
-            .policy
-            .buckets
-            .iter()
-            .find(|b| b.id == "onelogin.account")
-        else {
+        let Some(bucket) = self.policy.buckets.get(bucket) else {
             return Decision::new(Verdict::Unlimited);
         };
         let key = Self::scope_key(&bucket.scope, facts).unwrap_or_default();
@@ -551,7 +549,7 @@ mod tests {
         let claims = format!(r#"{{"sub":"{sub}","scope":"{scope}"}}"#);
         format!(
             "Bearer e30.{}.sig",
-            crate::identity::base64url_encode(claims.as_bytes())
+            crate::test_base64url::encode(claims.as_bytes())
         )
     }
 
@@ -649,11 +647,14 @@ mod tests {
     struct BrokenStore;
 
     impl SharedStore for BrokenStore {
-        fn get(&self, _: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-            Err(StoreError("down".into()))
+        fn get(&self, k: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+            Err(StoreError::Host {
+                key: k.to_string(),
+                status: "down".into(),
+            })
         }
-        fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<bool, StoreError> {
-            Err(StoreError("down".into()))
+        fn set(&self, k: &str, _: &[u8], _: Option<u32>) -> Result<bool, StoreError> {
+            Err(StoreError::BadArgument(k.to_string()))
         }
     }
 
@@ -662,7 +663,11 @@ mod tests {
         let (e, _) = engine(r#"{"vendor": "okta", "plan": "integrator-free"}"#);
         let d = e.decide(&BrokenStore, &req("GET", "/api/v1/logs"), NOW, 0);
         assert_eq!(status(&d), 200);
-        assert_eq!(d.errors.len(), 1);
+        assert!(
+            matches!(&d.errors[..], [StoreError::Host { status, .. }] if status == "down"),
+            "{:?}",
+            d.errors
+        );
     }
 
     /// Every vendor and algorithm (fixed window, token bucket, concurrency,

@@ -32,7 +32,7 @@ impl SharedStore for EnvoySharedData {
         match hostcalls::get_shared_data(key) {
             Ok((Some(bytes), cas)) => Ok(Some((bytes, cas.unwrap_or(0)))),
             Ok((None, _)) => Ok(None),
-            Err(s) => Err(StoreError(format!("get_shared_data({key}): {s:?}"))),
+            Err(s) => Err(host_error(key, s)),
         }
     }
 
@@ -45,8 +45,21 @@ impl SharedStore for EnvoySharedData {
                 Ok(true)
             }
             Err(proxy_wasm::types::Status::CasMismatch) => Ok(false),
-            Err(s) => Err(StoreError(format!("set_shared_data({key}): {s:?}"))),
+            Err(s) => Err(host_error(key, s)),
         }
+    }
+}
+
+/// A failed shared-data call, by kind.
+fn host_error(key: &str, status: proxy_wasm::types::Status) -> StoreError {
+    use proxy_wasm::types::Status;
+    match status {
+        Status::NotFound => StoreError::NotFound(key.to_string()),
+        Status::BadArgument => StoreError::BadArgument(key.to_string()),
+        other => StoreError::Host {
+            key: key.to_string(),
+            status: format!("{other:?}"),
+        },
     }
 }
 
@@ -159,7 +172,7 @@ impl RootContext for Root {
         let (vendor, mode) = (engine.vendor.clone(), engine.mode);
         let store = EnvoySharedData::default();
         if let Err(e) = engine.create_keys(&store) {
-            return fail(format!("could not create the counter table: {}", e.0));
+            return fail(format!("could not create the counter table: {e}"));
         }
         log::info!(
             "{vendor}/{plan} ({mode:?}): {} buckets, at most {} shared-data keys under {prefix}",
@@ -276,7 +289,7 @@ impl HttpContext for Http {
             self.plugin.metrics.keys_created(store.created.get());
         }
         for e in &decision.errors {
-            log::warn!("counter store failed, request let through: {}", e.0);
+            log::warn!("counter store failed, request let through: {e}");
         }
         if let Some(key) = &decision.refused_key {
             if let Some((b, count)) = decision.counts.last() {
@@ -329,7 +342,7 @@ impl HttpContext for Http {
                     .engine
                     .release(&store, &self.holds, now_us(), &mut errors);
                 for e in errors {
-                    log::warn!("could not release a hold: {}", e.0);
+                    log::warn!("could not release a hold: {e}");
                 }
             }
             self.holds.clear();

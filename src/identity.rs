@@ -93,22 +93,6 @@ fn base64url_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-pub(crate) fn base64url_encode(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -135,8 +119,8 @@ mod tests {
     fn token(claims: &str) -> String {
         format!(
             "Bearer {}.{}.sig",
-            base64url_encode(b"{\"alg\":\"RS256\"}"),
-            base64url_encode(claims.as_bytes())
+            crate::test_base64url::encode(b"{\"alg\":\"RS256\"}"),
+            crate::test_base64url::encode(claims.as_bytes())
         )
     }
 

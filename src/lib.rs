@@ -1,22 +1,32 @@
 //! idp-ratelimit: an Envoy proxy-wasm filter that enforces the published API
 //! rate limits of identity providers (Okta, Auth0, OneLogin).
 //!
-//! Everything but `filter` is pure logic, built and tested on the host.
+//! Everything but `filter` is pure logic, built and tested on the host. The
+//! public surface is what the filter's users outside the crate need: the
+//! benches, the fuzz targets and the operator CLI (`cli/`: parse and configure,
+//! compile and resolve a policy, its route patterns and methods, normalise a
+//! path, read the catalogs, run whole decisions against a store). The rest is
+//! `pub(crate)`.
 
 pub mod catalog;
 pub mod config;
 pub mod configure;
 pub mod engine;
-pub mod hash;
-pub mod httpdate;
-pub mod identity;
 pub mod limiter;
 pub mod path;
 pub mod policy;
 pub mod response;
 pub mod router;
 pub mod store;
-pub mod table;
+
+pub(crate) mod hash;
+pub(crate) mod httpdate;
+pub(crate) mod identity;
+pub(crate) mod table;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+
+#[cfg(test)]
+#[path = "../tests/common/base64url.rs"]
+mod test_base64url;

@@ -4,6 +4,14 @@
 use crate::limiter::Limit;
 use crate::router::{RouteError, RouteSpec, Router};
 
+/// What a refusal does: answer the 429 (enforce), or only count and log it
+/// (shadow). The configuration sets it for the whole policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Shadow,
+}
+
 /// What a bucket is counted per.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -24,7 +32,11 @@ pub enum Scope {
 /// Which 429 a bucket answers with, beyond the vendor's usual one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RejectBody {
+    /// The dialect's usual 429.
     Standard,
+    /// The dialect's usual 429, with this message instead of its usual one
+    /// (Auth0's tenant-wide buckets: "Global limit has been reached").
+    StandardSaying(String),
     /// Auth0's import-jobs answer; `{limit}` is replaced by the bucket's limit.
     Message(String),
 }
@@ -81,8 +93,9 @@ pub enum Target {
     Buckets(Vec<usize>),
     /// Never limited, no headers (public metadata endpoints).
     Exempt,
-    /// OneLogin's `GET /auth/rate_limit`, answered by the filter itself.
-    RateLimitStatus,
+    /// OneLogin's `GET /auth/rate_limit`, answered by the filter itself with
+    /// the state of this bucket (an index into `Policy::buckets`).
+    RateLimitStatus(usize),
 }
 
 /// A route before compilation: methods (`None`: all), patterns, target.
@@ -176,7 +189,7 @@ impl Policy {
         for target in hits.iter().filter_map(|&i| self.targets.get(i)) {
             match target {
                 Target::Exempt => return Resolved::Exempt,
-                Target::RateLimitStatus => return Resolved::RateLimitStatus,
+                Target::RateLimitStatus(b) => return Resolved::RateLimitStatus(*b),
                 Target::Buckets(bs) => {
                     for b in bs {
                         if !buckets.contains(b) {
@@ -201,5 +214,6 @@ impl Policy {
 pub enum Resolved {
     Buckets(Vec<usize>),
     Exempt,
-    RateLimitStatus,
+    /// A status endpoint reporting this bucket.
+    RateLimitStatus(usize),
 }

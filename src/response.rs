@@ -2,9 +2,25 @@
 //! every counted response, the vendor's own 429, and OneLogin's
 //! `GET /auth/rate_limit` answer.
 
-use crate::config::{Dialect, HeaderStyle};
 use crate::limiter::{Outcome, MICROS_PER_SEC};
 use crate::policy::{Bucket, RejectBody};
+
+/// Which vendor's responses (headers, 429 bodies) the filter speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Okta,
+    Auth0,
+    OneLogin,
+}
+
+/// Which rate-limit response headers to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderStyle {
+    Vendor,
+    Ietf,
+    Both,
+    None,
+}
 
 pub type Headers = Vec<(&'static str, String)>;
 
@@ -123,11 +139,10 @@ pub fn too_many_requests(
                     r#"{{"statusCode":429,"error":"Too Many Requests","message":{}}}"#,
                     json_string(&m.replace("{limit}", &bucket.limit.limit.to_string()))
                 ),
-                RejectBody::Standard => {
-                    let message = if bucket.id.starts_with("auth0.tenant.") {
-                        "Global limit has been reached"
-                    } else {
-                        "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers."
+                RejectBody::Standard | RejectBody::StandardSaying(_) => {
+                    let message = match &bucket.reject {
+                        RejectBody::StandardSaying(m) => m.as_str(),
+                        _ => "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers.",
                     };
                     format!(
                         r#"{{"statusCode":429,"error":"Too Many Requests","message":{},"errorCode":"too_many_requests"}}"#,
@@ -314,7 +329,8 @@ mod tests {
 
     #[test]
     fn auth0_429_has_retry_after_and_its_body() {
-        let b = bucket("auth0.tenant.per-second", 50);
+        let mut b = bucket("auth0.tenant.per-second", 50);
+        b.reject = RejectBody::StandardSaying(crate::catalog::auth0::GLOBAL_LIMIT_MESSAGE.into());
         let r = too_many_requests(
             Dialect::Auth0,
             HeaderStyle::Vendor,

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 /// Methods that get routers of their own; any other method only sees routes
 /// that accept every method.
+/// (Also the methods an operator's route may name.)
 pub const KNOWN_METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
 ];
@@ -174,6 +175,16 @@ impl Router {
             })
             .unwrap_or(&self.other)
     }
+}
+
+/// Checks that `patterns` can be routed (their form, and matchit's syntax)
+/// without building a `Router`: the configuration asks, to name the field.
+pub(crate) fn check_patterns(patterns: &[String]) -> Result<(), RouteError> {
+    let mut table = MethodRouter::default();
+    for p in expand(patterns)? {
+        table.add(&p, 0, false)?;
+    }
+    Ok(())
 }
 
 /// Expands the trailing `/*` shorthand and checks each pattern's form.

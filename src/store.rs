@@ -6,9 +6,36 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// A host call failed; the message says which and why.
+/// What can go wrong with a store call, by kind, so callers decide on the
+/// kind rather than on text. (A lost compare-and-swap is no error: `set`
+/// answers `Ok(false)`.) Each names the key concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The host has no such key (a write with a CAS token to a missing key).
+    NotFound(String),
+    /// The host refused the call's arguments (a key or value it cannot take).
+    BadArgument(String),
+    /// Compare-and-swap lost this many times in a row: contention this deep
+    /// means something is badly wrong.
+    Contended { key: String, attempts: usize },
+    /// Any other failure of the host (or of the in-memory store's lock):
+    /// the key and the host's status.
+    Host { key: String, status: String },
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::NotFound(key) => write!(f, "shared data {key}: not found"),
+            StoreError::BadArgument(key) => write!(f, "shared data {key}: bad argument"),
+            StoreError::Contended { key, attempts } => write!(
+                f,
+                "compare-and-swap on {key} lost {attempts} times in a row"
+            ),
+            StoreError::Host { key, status } => write!(f, "shared data {key}: {status}"),
+        }
+    }
+}
 
 pub trait SharedStore {
     /// The value and CAS token of `key`, or `None` if the key was never written.
@@ -41,18 +68,12 @@ impl MemoryStore {
 
 impl SharedStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        let guard = self
-            .inner
-            .lock()
-            .map_err(|_| StoreError("memory store poisoned".into()))?;
+        let guard = self.inner.lock().map_err(|_| poisoned(key))?;
         Ok(guard.0.get(key).cloned())
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError> {
-        let mut guard = self
-            .inner
-            .lock()
-            .map_err(|_| StoreError("memory store poisoned".into()))?;
+        let mut guard = self.inner.lock().map_err(|_| poisoned(key))?;
         let (map, next) = &mut *guard;
         if let (Some(expected), Some((_, current))) = (cas.filter(|&c| c != 0), map.get(key)) {
             if expected != *current {
@@ -62,5 +83,12 @@ impl SharedStore for MemoryStore {
         *next = next.wrapping_add(1).max(1);
         map.insert(key.to_string(), (value.to_vec(), *next));
         Ok(true)
+    }
+}
+
+fn poisoned(key: &str) -> StoreError {
+    StoreError::Host {
+        key: key.to_string(),
+        status: "memory store poisoned".to_string(),
     }
 }

@@ -334,9 +334,10 @@ fn encode_entry(e: &Entry) -> Vec<u8> {
 }
 
 fn contended(key: &str) -> StoreError {
-    StoreError(format!(
-        "compare-and-swap on {key} lost {MAX_ATTEMPTS} times in a row"
-    ))
+    StoreError::Contended {
+        key: key.to_string(),
+        attempts: MAX_ATTEMPTS,
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! How a bucket reads to a person (`600/min`, `fixed window`, `per host`)
 //! and to a machine (JSON), shared by `explain` and `routes`.
 
-use idp_ratelimit::config::Mode;
 use idp_ratelimit::limiter::{Algorithm, Limit, MICROS_PER_SEC};
+use idp_ratelimit::policy::Mode;
 use idp_ratelimit::policy::{Bucket, Scope};
 use serde_json::{json, Value};
 

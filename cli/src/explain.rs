@@ -4,10 +4,11 @@
 //! headers are reported, or that the path is exempt or not limited. The
 //! routing and the decision are the engine's own, run on fresh counters.
 
-use idp_ratelimit::config::{HeaderStyle, Mode};
 use idp_ratelimit::configure::{configure, Configured};
 use idp_ratelimit::engine::{Count, RequestFacts, Verdict};
+use idp_ratelimit::policy::Mode;
 use idp_ratelimit::policy::Resolved;
+use idp_ratelimit::response::HeaderStyle;
 use idp_ratelimit::store::MemoryStore;
 use serde_json::{json, Value};
 
@@ -80,7 +81,7 @@ pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Fai
         let store = MemoryStore::new();
         engine
             .create_keys(&store)
-            .map_err(|e| Failure::Invalid(format!("counter table: {}", e.0)))?;
+            .map_err(|e| Failure::Invalid(format!("counter table: {e}")))?;
         let decision = engine.decide(&store, request, NOW_US, 0);
         let reported = match &decision.verdict {
             Verdict::Forward { headers, .. } => headers
@@ -113,7 +114,7 @@ pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Fai
     let verdict = match &resolved {
         None => "not_limited",
         Some((_, Resolved::Exempt)) => "exempt",
-        Some((_, Resolved::RateLimitStatus)) => "status_endpoint",
+        Some((_, Resolved::RateLimitStatus(_))) => "status_endpoint",
         Some((_, Resolved::Buckets(_))) => "counted",
     };
     let route = resolved.as_ref().map(|(p, _)| p.as_str());

@@ -151,7 +151,7 @@ pub fn table(bytes: &[u8]) -> Result<Table, Failure> {
                     }
                 }
                 Target::Exempt => add(&mut exempt, text),
-                Target::RateLimitStatus => add(&mut status, text),
+                Target::RateLimitStatus(_) => add(&mut status, text),
             }
         }
     }

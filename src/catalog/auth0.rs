@@ -248,6 +248,10 @@ fn self_service_routes(row: &EndpointRow) -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
+/// The message of a 429 from the tenant-wide limit (the other buckets' 429s
+/// point at the rate-limit headers instead).
+pub const GLOBAL_LIMIT_MESSAGE: &str = "Global limit has been reached";
+
 /// The import-jobs answer, as the doc prints it (with its limit filled in).
 pub const IMPORT_JOBS_MESSAGE: &str =
     "There are {limit} active import users jobs, please wait until some of them are finished and try again";
@@ -317,14 +321,17 @@ pub fn policy(plan: &str, import_job_hold_secs: u64) -> PolicySpec {
         "Management API tenant limit",
         &tenant_row,
     );
-    let mut spa = Bucket::new(
+    for &b in &api_wide {
+        if let Some(bucket) = spec.buckets.get_mut(b) {
+            bucket.reject = RejectBody::StandardSaying(GLOBAL_LIMIT_MESSAGE.to_string());
+        }
+    }
+    let spa = spec.bucket(Bucket::new(
         "auth0.spa.current-user",
         "SPA access tokens with current_user scopes, per user",
         token_bucket(SPA_PER_MINUTE, 60),
         Scope::JwtSubjectWithScope("current_user".to_string()),
-    );
-    spa.reported = true;
-    let spa = spec.bucket(spa);
+    ));
 
     let self_service = matches!(plan, "free" | "self-service");
     let rows: &[EndpointRow] = if self_service {

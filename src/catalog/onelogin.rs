@@ -29,7 +29,7 @@ pub fn policy() -> PolicySpec {
         Scope::Host,
     ));
     spec.route(None, &["/api/*", "/auth/*"], Target::Buckets(vec![b]));
-    spec.route(None, &[STATUS_PATH], Target::RateLimitStatus);
+    spec.route(None, &[STATUS_PATH], Target::RateLimitStatus(b));
     spec
 }
 

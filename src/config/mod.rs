@@ -1,12 +1,19 @@
 //! The plugin configuration (Envoy's `configuration` StringValue, Istio's
 //! `pluginConfig`): parsed and checked once at configure time. Every error
 //! names the field (as a path, e.g. `overrides[2].limit`) and what is accepted.
+//!
+//! `fields` reads JSON values with those errors; `options` applies the
+//! operator's options to the vendor's policy; this module ties them together.
 
-use serde_json::{Map, Value};
+mod fields;
+mod options;
+
+use serde_json::Value;
 
 use crate::catalog::{auth0, okta, onelogin};
-use crate::limiter::{Algorithm, Limit, MICROS_PER_SEC};
-use crate::policy::{Bucket, PolicySpec, Route, Scope, Target};
+use crate::policy::{Mode, PolicySpec};
+use crate::response::{Dialect, HeaderStyle};
+use fields::{err, integer, is_stat_prefix, one_of, plan, string_list};
 
 /// A configuration error: the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,44 +28,8 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-fn err<T>(field: impl Into<String>, problem: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        field: field.into(),
-        problem: problem.into(),
-    })
-}
-
-/// Which vendor's responses (headers, 429 bodies) the filter speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    Okta,
-    Auth0,
-    OneLogin,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Enforce,
-    Shadow,
-}
-
-/// Which rate-limit response headers to send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeaderStyle {
-    Vendor,
-    Ietf,
-    Both,
-    None,
-}
-
 pub const DEFAULT_MAX_KEYS: u32 = 16_384;
 pub const DEFAULT_STAT_PREFIX: &str = "idp_ratelimit";
-
-fn is_stat_prefix(p: &str) -> bool {
-    (1..=64).contains(&p.len())
-        && p.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
 const MIN_MAX_KEYS: u64 = 64;
 const MAX_MAX_KEYS: u64 = 4_194_304;
 
@@ -195,7 +166,12 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
                 );
             };
             let mut spec = PolicySpec::default();
-            add_limit_routes(&mut spec, routes, "routes", default_algorithm(vendor))?;
+            options::add_limit_routes(
+                &mut spec,
+                routes,
+                "routes",
+                options::default_algorithm(vendor),
+            )?;
             if spec.routes.is_empty() {
                 return err("routes", "must hold at least one route");
             }
@@ -203,53 +179,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         }
     };
 
-    let scope = match obj.get("scope") {
-        None => Scope::Host,
-        Some(v) => parse_scope(v, "scope")?,
-    };
-    for b in policy.buckets.iter_mut().filter(|b| b.scope == Scope::Host) {
-        b.scope = scope.clone();
-    }
-    if let Some(v) = obj.get("bucket_scopes") {
-        let Value::Object(map) = v else {
-            return err(
-                "bucket_scopes",
-                "must be an object of bucket id (or id prefix) to scope",
-            );
-        };
-        for (id, s) in map {
-            let field = format!("bucket_scopes.{id}");
-            let s = parse_scope(s, &field)?;
-            let mut hit = false;
-            for b in policy
-                .buckets
-                .iter_mut()
-                .filter(|b| b.id == *id || b.id.starts_with(&format!("{id}.")))
-            {
-                b.scope = s.clone();
-                hit = true;
-            }
-            if !hit {
-                return err(
-                    field,
-                    format!("no such bucket; buckets: {}", bucket_ids(&policy)),
-                );
-            }
-        }
-    }
-    if let Some(v) = obj.get("overrides") {
-        add_overrides(&mut policy, v, default_algorithm(vendor))?;
-    }
-    if let Some(v) = obj.get("headroom_percent") {
-        let pct = integer(v, "headroom_percent", 1, 100)?;
-        for b in policy
-            .buckets
-            .iter_mut()
-            .filter(|b| b.limit.algorithm != Algorithm::Concurrency)
-        {
-            b.limit.limit = (b.limit.limit * pct / 100).max(1);
-        }
-    }
+    options::apply(&mut policy, &obj, vendor)?;
     let mode = match obj.get("mode") {
         None => Mode::Enforce,
         Some(v) => match one_of(v, "mode", &["enforce", "shadow"])? {
@@ -292,336 +222,11 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     })
 }
 
-fn bucket_ids(policy: &PolicySpec) -> String {
-    policy
-        .buckets
-        .iter()
-        .map(|b| b.id.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn plan(
-    obj: &Map<String, Value>,
-    plans: &[&'static str],
-    aliases: &[&str],
-    canonical: fn(&str) -> Option<&'static str>,
-) -> Result<&'static str, ConfigError> {
-    let accepted = plans
-        .iter()
-        .chain(aliases)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    let Some(v) = obj.get("plan") else {
-        return err("plan", format!("missing; one of: {accepted}"));
-    };
-    let Value::String(s) = v else {
-        return err("plan", format!("must be a string, one of: {accepted}"));
-    };
-    canonical(s).map_or_else(
-        || err("plan", format!("unknown plan {s:?}; one of: {accepted}")),
-        Ok,
-    )
-}
-
-fn one_of<'a>(v: &Value, field: &str, accepted: &[&'a str]) -> Result<&'a str, ConfigError> {
-    let list = accepted.join(", ");
-    let Value::String(s) = v else {
-        return err(field, format!("must be a string, one of: {list}"));
-    };
-    accepted.iter().copied().find(|a| a == s).map_or_else(
-        || err(field, format!("unknown value {s:?}; one of: {list}")),
-        Ok,
-    )
-}
-
-fn integer(v: &Value, field: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    match v.as_u64() {
-        Some(n) if (min..=max).contains(&n) => Ok(n),
-        _ => err(
-            field,
-            format!("must be a whole number from {min} to {max}, got {v}"),
-        ),
-    }
-}
-
-fn string_list(
-    v: &Value,
-    field: &str,
-    accepted: Option<&[&str]>,
-) -> Result<Vec<String>, ConfigError> {
-    let Value::Array(items) = v else {
-        return err(field, "must be a list of strings");
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let f = format!("{field}[{i}]");
-        let s = match accepted {
-            Some(acc) => one_of(item, &f, acc)?.to_string(),
-            None => match item {
-                Value::String(s) => s.clone(),
-                _ => return err(f, "must be a string"),
-            },
-        };
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    Ok(out)
-}
-
-fn parse_scope(v: &Value, field: &str) -> Result<Scope, ConfigError> {
-    const ACCEPTED: &str = "\"host\", \"global\", \"client_ip\" or {\"header\": \"<name>\"}";
-    match v {
-        Value::String(s) => match s.as_str() {
-            "host" => Ok(Scope::Host),
-            "global" => Ok(Scope::Global),
-            "client_ip" => Ok(Scope::ClientIp),
-            _ => err(field, format!("unknown scope {s:?}; one of {ACCEPTED}")),
-        },
-        Value::Object(m) => match (m.len(), m.get("header")) {
-            (1, Some(Value::String(h))) if is_header_name(h) => {
-                Ok(Scope::Header(h.to_ascii_lowercase()))
-            }
-            (1, Some(_)) => err(
-                format!("{field}.header"),
-                "must be a header name (letters, digits, '-', '_')",
-            ),
-            _ => err(field, format!("must be {ACCEPTED}")),
-        },
-        _ => err(field, format!("must be {ACCEPTED}")),
-    }
-}
-
-fn is_header_name(h: &str) -> bool {
-    !h.is_empty()
-        && !h.starts_with(':')
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
-];
-
-/// `window`: "second", "minute", "hour", "day", or a number of seconds.
-fn window(v: &Value, field: &str) -> Result<u64, ConfigError> {
-    let secs = match v {
-        Value::String(s) => match s.as_str() {
-            "second" => 1,
-            "minute" => 60,
-            "hour" => 3600,
-            "day" => 86_400,
-            _ => {
-                return err(
-                    field,
-                    format!(
-                    "unknown window {s:?}; \"second\", \"minute\", \"hour\", \"day\" or seconds"
-                ),
-                )
-            }
-        },
-        _ => integer(v, field, 1, 31 * 86_400)?,
-    };
-    Ok(secs * MICROS_PER_SEC)
-}
-
-/// The algorithm of a route an operator adds: the vendor's own (Okta and
-/// OneLogin count fixed windows; Auth0, and custom vendors, refill evenly).
-fn default_algorithm(vendor: &str) -> Algorithm {
-    match vendor {
-        "okta" | "onelogin" => Algorithm::FixedWindow,
-        _ => Algorithm::TokenBucket,
-    }
-}
-
-fn algorithm(v: Option<&Value>, field: &str, default: Algorithm) -> Result<Algorithm, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(v) => Ok(match one_of(v, field, &["fixed_window", "token_bucket"])? {
-            "fixed_window" => Algorithm::FixedWindow,
-            _ => Algorithm::TokenBucket,
-        }),
-    }
-}
-
-/// `overrides`: entries `{"bucket": id, "limit"?, "window"?}` change an existing
-/// bucket; entries `{"route", "methods"?, "limit", "window", "algorithm"?}`
-/// add a route that replaces what the catalog routes at that pattern.
-fn add_overrides(
-    policy: &mut PolicySpec,
-    v: &Value,
-    default: Algorithm,
-) -> Result<(), ConfigError> {
-    let Value::Array(items) = v else {
-        return err("overrides", "must be a list");
-    };
-    for (i, item) in items.iter().enumerate() {
-        let field = format!("overrides[{i}]");
-        let Value::Object(o) = item else {
-            return err(field, "must be an object with `bucket` or `route`");
-        };
-        if let Some(id) = o.get("bucket") {
-            for k in o.keys() {
-                if !["bucket", "limit", "window"].contains(&k.as_str()) {
-                    return err(
-                        format!("{field}.{k}"),
-                        "unknown field; a bucket override takes bucket, limit, window",
-                    );
-                }
-            }
-            let Value::String(id) = id else {
-                return err(format!("{field}.bucket"), "must be a bucket id string");
-            };
-            let Some(b) = policy.bucket_index(id) else {
-                return err(
-                    format!("{field}.bucket"),
-                    format!("no bucket {id:?}; buckets: {}", bucket_ids(policy)),
-                );
-            };
-            if let Some(l) = o.get("limit") {
-                policy.buckets[b].limit.limit =
-                    integer(l, &format!("{field}.limit"), 1, u64::from(u32::MAX))?;
-            }
-            if let Some(w) = o.get("window") {
-                policy.buckets[b].limit.window_us = window(w, &format!("{field}.window"))?;
-            }
-        } else {
-            add_limit_route(
-                policy,
-                item,
-                &field,
-                &format!("overrides.{i}"),
-                true,
-                default,
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Routes of the form `{route, methods?, limit, window, algorithm?}`, each
-/// with a bucket of its own (`<field>.<index>`).
-fn add_limit_routes(
-    policy: &mut PolicySpec,
-    v: &Value,
-    field: &str,
-    default: Algorithm,
-) -> Result<(), ConfigError> {
-    let Value::Array(items) = v else {
-        return err(
-            field,
-            "must be a list of {\"route\", \"methods\", \"limit\", \"window\"}",
-        );
-    };
-    for (i, item) in items.iter().enumerate() {
-        add_limit_route(
-            policy,
-            item,
-            &format!("{field}[{i}]"),
-            &format!("{field}.{i}"),
-            false,
-            default,
-        )?;
-    }
-    Ok(())
-}
-
-/// One `{route, methods?, limit, window, algorithm?}` entry (at config path
-/// `f`), with a bucket of its own named `id`.
-fn add_limit_route(
-    policy: &mut PolicySpec,
-    item: &Value,
-    f: &str,
-    id: &str,
-    replace: bool,
-    default: Algorithm,
-) -> Result<(), ConfigError> {
-    let Value::Object(o) = item else {
-        return err(
-            f,
-            "must be an object {\"route\", \"methods\", \"limit\", \"window\"}",
-        );
-    };
-    for k in o.keys() {
-        if !["route", "methods", "limit", "window", "algorithm"].contains(&k.as_str()) {
-            return err(
-                format!("{f}.{k}"),
-                "unknown field; a route takes route, methods, limit, window, algorithm",
-            );
-        }
-    }
-    let patterns =
-        match o.get("route") {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(v @ Value::Array(_)) => string_list(v, &format!("{f}.route"), None)?,
-            _ => return err(
-                format!("{f}.route"),
-                "missing or not a path pattern (e.g. \"/api/v1/users/{id}\" or \"/api/v1/apps/*\")",
-            ),
-        };
-    if let Err(e) = crate::router::Router::new(&[crate::router::RouteSpec {
-        methods: None,
-        patterns: patterns.clone(),
-        target: 0,
-        replace: false,
-    }]) {
-        return err(
-            format!("{f}.route"),
-            format!("bad pattern {:?}: {}", e.pattern, e.reason),
-        );
-    }
-    let methods = match o.get("methods") {
-        None => None,
-        Some(v) => {
-            let ms: Vec<String> = string_list(v, &format!("{f}.methods"), Some(&METHODS))?;
-            if ms.is_empty() {
-                return err(
-                    format!("{f}.methods"),
-                    "must name at least one method (or be left out for all)",
-                );
-            }
-            Some(ms)
-        }
-    };
-    let limit = match o.get("limit") {
-        Some(l) => integer(l, &format!("{f}.limit"), 1, u64::from(u32::MAX))?,
-        None => return err(format!("{f}.limit"), "missing: requests per window"),
-    };
-    let window_us = match o.get("window") {
-        Some(w) => window(w, &format!("{f}.window"))?,
-        None => {
-            return err(
-                format!("{f}.window"),
-                "missing: \"second\", \"minute\", \"hour\", \"day\" or seconds",
-            )
-        }
-    };
-    let algorithm = algorithm(o.get("algorithm"), &format!("{f}.algorithm"), default)?;
-    let label = format!("{id} {}", patterns.join(" "));
-    let b = policy.bucket(Bucket::new(
-        id,
-        &label,
-        Limit {
-            algorithm,
-            limit,
-            window_us,
-        },
-        Scope::Host,
-    ));
-    policy.routes.push(Route {
-        methods,
-        patterns,
-        target: Target::Buckets(vec![b]),
-        replace,
-    });
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limiter::{Algorithm, MICROS_PER_SEC};
+    use crate::policy::Scope;
 
     fn parse_str(s: &str) -> Result<Config, ConfigError> {
         parse(s.as_bytes())
