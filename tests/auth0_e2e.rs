@@ -1,6 +1,6 @@
 //! End-to-end: the Auth0 policies in a real Envoy (--concurrency 2).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+pub mod common;
 use common::*;
 
 use serde_json::json;
@@ -85,36 +85,15 @@ fn auth0(plan: &str) -> Envoy {
     Envoy::start(&json!({"vendor": "auth0", "plan": plan}).to_string())
 }
 
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
 const JWT_HEADER: &[u8] = br#"{"alg":"RS256","typ":"JWT"}"#;
 
 /// `Bearer <header>.<payload>.<signature>` (the signature is not checked).
 fn bearer(claims: &serde_json::Value) -> String {
     format!(
         "Bearer {}.{}.c2lnbmF0dXJl",
-        b64url(JWT_HEADER),
-        b64url(claims.to_string().as_bytes())
+        base64url::encode(JWT_HEADER),
+        base64url::encode(claims.to_string().as_bytes())
     )
-}
-
-fn stat(e: &Envoy, name: &str) -> u64 {
-    let full = format!("idp_ratelimit.{name}");
-    e.stat(&full)
-        .unwrap_or_else(|| panic!("no stat {full} in admin /stats"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,20 +342,26 @@ fn plans_route_to_their_tables() {
     );
     // Reads and writes of users are separate rows on self-service tables.
     let ss = "auth0.self-service";
-    assert_eq!(stat(&e, &format!("{ss}.read-users.per-second.admitted")), 1);
-    assert_eq!(stat(&e, &format!("{ss}.read-users.per-minute.admitted")), 1);
     assert_eq!(
-        stat(&e, &format!("{ss}.write-users.per-second.admitted")),
+        e.counter(&format!("{ss}.read-users.per-second.admitted")),
         1
     );
     assert_eq!(
-        stat(&e, &format!("{ss}.write-users.per-minute.admitted")),
+        e.counter(&format!("{ss}.read-users.per-minute.admitted")),
         1
     );
-    assert_eq!(stat(&e, &format!("{ss}.other.per-second.admitted")), 1);
+    assert_eq!(
+        e.counter(&format!("{ss}.write-users.per-second.admitted")),
+        1
+    );
+    assert_eq!(
+        e.counter(&format!("{ss}.write-users.per-minute.admitted")),
+        1
+    );
+    assert_eq!(e.counter(&format!("{ss}.other.per-second.admitted")), 1);
     // Every /api/v2 request passed the tenant buckets; /oidc/register did not.
-    assert_eq!(stat(&e, "auth0.tenant.per-second.admitted"), 10);
-    assert_eq!(stat(&e, "auth0.tenant.per-minute.admitted"), 10);
+    assert_eq!(e.counter("auth0.tenant.per-second.admitted"), 10);
+    assert_eq!(e.counter("auth0.tenant.per-minute.admitted"), 10);
     drop(e);
 
     for plan in ["trial", "self-service"] {
@@ -422,10 +407,10 @@ fn plans_route_to_their_tables() {
     ] {
         for window in ["per-second", "per-minute"] {
             let name = format!("{ep}.{row}.{window}.admitted");
-            assert_eq!(stat(&e, &name), n, "{name}");
+            assert_eq!(e.counter(&name), n, "{name}");
         }
     }
-    assert_eq!(stat(&e, "auth0.tenant.per-second.admitted"), 12);
+    assert_eq!(e.counter("auth0.tenant.per-second.admitted"), 12);
     // Not an Auth0 Management API route on this plan: not counted at all.
     let r = e
         .client()
@@ -526,14 +511,11 @@ fn refused_requests_take_nothing_from_earlier_buckets() {
         "tenant 10/s: at most 6 taken, got {remaining} left"
     );
     assert_eq!(
-        stat(
-            &e,
-            "auth0.self-service.keys-signing-rotate.per-day.rejected"
-        ),
+        e.counter("auth0.self-service.keys-signing-rotate.per-day.rejected"),
         150
     );
-    assert_eq!(stat(&e, "auth0.tenant.per-second.rejected"), 0);
-    assert_eq!(stat(&e, "auth0.tenant.per-minute.rejected"), 0);
+    assert_eq!(e.counter("auth0.tenant.per-second.rejected"), 0);
+    assert_eq!(e.counter("auth0.tenant.per-minute.rejected"), 0);
 }
 
 /// 8 connections × 25 requests at once on the 5-per-day bucket: exactly 5
@@ -635,7 +617,7 @@ fn import_jobs_two_active_per_tenant() {
     let r = c.request("GET", IMPORTS, &job("201"));
     assert_eq!(r.status, 201);
     assert_eq!(
-        stat(&e, "auth0.import-jobs.rejected"),
+        e.counter("auth0.import-jobs.rejected"),
         2,
         "two refused imports"
     );
@@ -734,8 +716,8 @@ fn spa_current_user_tokens_are_limited_per_user() {
 
     // Not SPA-limited: reported bucket is users (40/s), and all are admitted
     // although several carry alice's claims.
-    let h = b64url(JWT_HEADER);
-    let alice_payload = b64url(
+    let h = base64url::encode(JWT_HEADER);
+    let alice_payload = base64url::encode(
         json!({"sub": "auth0|alice", "scope": "read:current_user"})
             .to_string()
             .as_bytes(),
@@ -752,7 +734,7 @@ fn spa_current_user_tokens_are_limited_per_user() {
         "Bearer".to_string(),
         format!("Bearer {h}.{alice_payload}"),
         format!("Bearer {h}.{alice_payload}!.sig"),
-        format!("Bearer {h}.{}.sig", b64url(b"not json")),
+        format!("Bearer {h}.{}.sig", base64url::encode(b"not json")),
         format!("Bearer {h}.%%%.sig"),
         "Basic YWxpY2U6cGFzc3dvcmQ=".to_string(),
         alice.replacen("Bearer", "Token", 1),
@@ -767,8 +749,8 @@ fn spa_current_user_tokens_are_limited_per_user() {
     // The VMs are alive and bob's count went on.
     let s = users(&mut c, &bob);
     assert_eq!(lr(&s, "bob 2"), (10, 8));
-    assert_eq!(stat(&e, "auth0.spa.current-user.admitted"), 12);
-    assert_eq!(stat(&e, "auth0.spa.current-user.rejected"), 4);
+    assert_eq!(e.counter("auth0.spa.current-user.admitted"), 12);
+    assert_eq!(e.counter("auth0.spa.current-user.rejected"), 4);
 }
 
 /// bucket_scopes with a header: each value of the header (and its absence)

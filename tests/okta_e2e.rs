@@ -1,6 +1,6 @@
 //! End-to-end: the Okta policies in a real Envoy (--concurrency 2).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+pub mod common;
 use common::*;
 
 use std::collections::BTreeSet;
@@ -8,7 +8,7 @@ use std::sync::Barrier;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const LOGS: &str = "/api/v1/logs";
-const LOGS_METRIC: &str = "idp_ratelimit.okta.management.logs";
+const LOGS_METRIC: &str = "okta.management.logs";
 
 fn okta(plan: &str) -> Envoy {
     Envoy::start(&format!(r#"{{"vendor":"okta","plan":"{plan}"}}"#))
@@ -191,12 +191,6 @@ fn assert_fresh_reset(reset: u64, sent: (u64, u64), what: &str) {
     );
 }
 
-fn metric(envoy: &Envoy, name: &str) -> u64 {
-    envoy
-        .stat(name)
-        .unwrap_or_else(|| panic!("metric {name} not in /stats"))
-}
-
 fn sleep_until_epoch(secs: u64) {
     let target = UNIX_EPOCH + Duration::from_secs(secs);
     if let Ok(wait) = target.duration_since(SystemTime::now()) {
@@ -230,8 +224,8 @@ fn logs_bucket_exact_boundary_and_okta_429() {
         );
     }
     assert_ne!(ids[0], ids[1], "each 429 has its own request id");
-    assert_eq!(metric(&envoy, &format!("{LOGS_METRIC}.admitted")), 20);
-    assert_eq!(metric(&envoy, &format!("{LOGS_METRIC}.rejected")), 2);
+    assert_eq!(envoy.counter(&format!("{LOGS_METRIC}.admitted")), 20);
+    assert_eq!(envoy.counter(&format!("{LOGS_METRIC}.rejected")), 2);
     // The rejections did not count against the upstream: the next bucket over is untouched.
     let r = c.request("GET", "/api/v1/events", &[]);
     assert_admitted(&r, 20, 19, "GET /api/v1/events (its own bucket)");
@@ -265,7 +259,7 @@ fn query_strings_and_odd_spellings_share_the_bucket() {
     // A near miss is not /api/v1/logs: the catch-all (100 in both catalogs).
     assert_admitted(&c.request("GET", "/api/v1/logsx", &[]), 100, 99, "logsx");
     assert_eq!(
-        metric(&envoy, &format!("{LOGS_METRIC}.admitted")),
+        envoy.counter(&format!("{LOGS_METRIC}.admitted")),
         1 + spellings.len() as u64
     );
 }
@@ -329,16 +323,10 @@ fn method_specific_rows() {
     }
     assert_admitted(&c.request("GET", "/api/v1/groups", &[]), 600, 599, "groups");
     assert_eq!(
-        metric(
-            &envoy,
-            "idp_ratelimit.okta.management.user-by-id-write.admitted"
-        ),
+        envoy.counter("okta.management.user-by-id-write.admitted"),
         3
     );
-    assert_eq!(
-        metric(&envoy, "idp_ratelimit.okta.management.user-get.admitted"),
-        2
-    );
+    assert_eq!(envoy.counter("okta.management.user-get.admitted"), 2);
     drop(envoy);
 
     let envoy = okta("workforce-identity");
@@ -379,7 +367,7 @@ fn catch_all_counts_in_both_catalogs() {
         );
     }
     let reset = reset.unwrap();
-    let m = |s: &str| metric(&envoy, &format!("idp_ratelimit.okta.{s}"));
+    let m = |s: &str| envoy.counter(&format!("okta.{s}"));
     assert_eq!(m("management.api-v1.admitted"), 300, "management api-v1");
     assert_eq!(m("end-user.api-v1.admitted"), 300, "end-user api-v1");
     for (method, path) in [requests[0], requests[1]] {
@@ -459,8 +447,8 @@ fn exempt_and_unmatched_paths_have_no_limits() {
     }
     check_all(&mut c, "after the /oauth2 buckets are exhausted");
     for id in ["oauth2-org-as", "oauth2-custom-as", "oauth2-other"] {
-        let name = format!("idp_ratelimit.okta.end-user.{id}.rejected");
-        assert_eq!(metric(&envoy, &name), 2, "{name}");
+        let name = format!("okta.end-user.{id}.rejected");
+        assert_eq!(envoy.counter(&name), 2, "{name}");
     }
 }
 
@@ -611,8 +599,8 @@ fn parallel_clients_are_counted_exactly() {
     let responses = hammer(clients, 8, 200, LOGS);
     assert_eq!(responses.len(), 200);
     assert_exact(&responses, 20, "concurrency 2, logs (20)");
-    assert_eq!(metric(&envoy, &format!("{LOGS_METRIC}.admitted")), 20);
-    assert_eq!(metric(&envoy, &format!("{LOGS_METRIC}.rejected")), 180);
+    assert_eq!(envoy.counter(&format!("{LOGS_METRIC}.admitted")), 20);
+    assert_eq!(envoy.counter(&format!("{LOGS_METRIC}.rejected")), 180);
     drop(envoy);
 
     let envoy = okta_with("integrator-free", 4);
@@ -620,9 +608,9 @@ fn parallel_clients_are_counted_exactly() {
     let responses = hammer(clients, 8, 400, "/api/v1/apps/0oa1");
     assert_eq!(responses.len(), 400);
     assert_exact(&responses, 100, "concurrency 4, app-by-id (100)");
-    let name = "idp_ratelimit.okta.management.app-by-id";
-    assert_eq!(metric(&envoy, &format!("{name}.admitted")), 100);
-    assert_eq!(metric(&envoy, &format!("{name}.rejected")), 300);
+    let name = "okta.management.app-by-id";
+    assert_eq!(envoy.counter(&format!("{name}.admitted")), 100);
+    assert_eq!(envoy.counter(&format!("{name}.rejected")), 300);
 }
 
 /// A bad configuration keeps Envoy from starting, with a log line naming the field.
@@ -700,7 +688,7 @@ fn after_the_reset_the_window_rolls_over() {
     assert_fresh_reset(next.reset, sent, "new window");
     assert!(next.reset >= reset + 63, "{} vs {reset}", next.reset);
     assert_admitted(&c.request("GET", LOGS, &[]), 20, 18, "second request");
-    assert_eq!(metric(&envoy, &format!("{LOGS_METRIC}.admitted")), 22);
+    assert_eq!(envoy.counter(&format!("{LOGS_METRIC}.admitted")), 22);
 }
 
 /// Requests without a usable Host neither crash the VM nor share an org's bucket.

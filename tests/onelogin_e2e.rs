@@ -1,6 +1,6 @@
 //! End-to-end: the OneLogin policy in a real Envoy (--concurrency 2).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+pub mod common;
 use common::*;
 
 use serde_json::json;

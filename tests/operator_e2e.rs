@@ -1,6 +1,6 @@
 //! End-to-end: operator controls (scopes, headroom, shadow, overrides, custom vendor, IETF headers, key cap).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+pub mod common;
 use common::*;
 
 use std::io::{BufReader, Write};
@@ -113,14 +113,6 @@ fn parse_ratelimit(value: &str) -> (String, u64, u64) {
             .unwrap_or_else(|| panic!("RateLimit {value:?}: expected {key}<n>, got {p:?}"))
     };
     (id, num(parts[1], "r="), num(parts[2], "t="))
-}
-
-/// Value of a plugin counter (`wasmcustom.idp_ratelimit.<name>`); absent counts as a failure.
-#[track_caller]
-fn counter(e: &Envoy, name: &str) -> u64 {
-    let full = format!("idp_ratelimit.{name}");
-    e.stat(&full)
-        .unwrap_or_else(|| panic!("no stat wasmcustom.{full}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,8 +279,8 @@ fn client_ip_scope_counts_each_source_address_separately() {
     // The exhausted addresses stay exhausted.
     assert_rejected(&get_from(port, IP2, "/v1/z", &[]), "127.0.0.2 again");
     assert_rejected(&get_from(port, IP3, "/v1/z", &[]), "127.0.0.3 again");
-    assert_eq!(counter(&e, "routes.0.admitted"), 9);
-    assert_eq!(counter(&e, "routes.0.rejected"), 5);
+    assert_eq!(e.counter("routes.0.admitted"), 9);
+    assert_eq!(e.counter("routes.0.rejected"), 5);
 }
 
 /// With `use_remote_address: true` Envoy's source.address is the TCP peer: a forged
@@ -352,8 +344,8 @@ fn header_scope_separates_values_and_counts_missing_headers_together() {
     let r = c.request("GET", "/v1/y", &[("x-client-id", "carol")]);
     assert_admitted(&r, "carol");
     assert_eq!(r.header_u64("x-ratelimit-remaining"), Some(2));
-    assert_eq!(counter(&e, "routes.0.admitted"), 10);
-    assert_eq!(counter(&e, "routes.0.rejected"), 4);
+    assert_eq!(e.counter("routes.0.admitted"), 10);
+    assert_eq!(e.counter("routes.0.rejected"), 4);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,9 +462,9 @@ fn shadow_mode_never_rejects_but_reports_and_counts() {
         assert_eq!(r.body_str(), "ok\n");
     }
     let logs = "okta.management.logs";
-    assert_eq!(counter(&e, &format!("{logs}.admitted")), 20);
-    assert_eq!(counter(&e, &format!("{logs}.shadow_rejected")), 5);
-    assert_eq!(counter(&e, &format!("{logs}.rejected")), 0);
+    assert_eq!(e.counter(&format!("{logs}.admitted")), 20);
+    assert_eq!(e.counter(&format!("{logs}.shadow_rejected")), 5);
+    assert_eq!(e.counter(&format!("{logs}.rejected")), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,10 +543,10 @@ fn overrides_replace_a_route_per_method_and_change_buckets() {
         "events reset (hour window)",
     );
 
-    assert_eq!(counter(&e, "overrides.0.admitted"), 3);
-    assert_eq!(counter(&e, "overrides.0.rejected"), 2);
+    assert_eq!(e.counter("overrides.0.admitted"), 3);
+    assert_eq!(e.counter("overrides.0.rejected"), 2);
     assert_eq!(
-        counter(&e, "okta.management.users.admitted"),
+        e.counter("okta.management.users.admitted"),
         1,
         "only the POST counts in the catalog bucket"
     );
@@ -617,8 +609,8 @@ fn custom_vendor_limits_its_routes_in_auth0_style() {
         assert_admitted(&r, path);
         assert!(rate_limit_header_names(&r).is_empty(), "{path}: {r:?}");
     }
-    assert_eq!(counter(&e, "routes.0.admitted"), 5);
-    assert_eq!(counter(&e, "routes.0.rejected"), 2);
+    assert_eq!(e.counter("routes.0.admitted"), 5);
+    assert_eq!(e.counter("routes.0.rejected"), 2);
 }
 
 #[test]
@@ -763,7 +755,7 @@ fn both_and_none_header_styles() {
     assert_rejected(&r, "none #21");
     assert!(rate_limit_header_names(&r).is_empty(), "{r:?}");
     assert_okta_429_body(&r);
-    assert_eq!(counter(&e, "okta.management.logs.rejected"), 1);
+    assert_eq!(e.counter("okta.management.logs.rejected"), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -846,7 +838,7 @@ fn max_keys_caps_shared_data_whatever_the_number_of_clients() {
     // Calibration: the heap of an idle Envoy with a big table and with a small one.
     let (big_alloc, big_keys) = {
         let e = start(key_cap_config(65_536));
-        (allocated_bytes(&e), counter(&e, "shared_data_keys_created"))
+        (allocated_bytes(&e), e.counter("shared_data_keys_created"))
     };
     assert_eq!(big_keys, 16_384 + 2);
 
@@ -855,7 +847,7 @@ fn max_keys_caps_shared_data_whatever_the_number_of_clients() {
         e.wait_for_log(KEY_CAP_LOG, Duration::from_secs(5)),
         "configure log line {KEY_CAP_LOG:?} missing"
     );
-    assert_eq!(counter(&e, "shared_data_keys_created"), 64 + 2);
+    assert_eq!(e.counter("shared_data_keys_created"), 64 + 2);
     let small_alloc = allocated_bytes(&e);
     let bytes_per_key = (big_alloc - small_alloc) / (16_384 - 64);
     assert!(
@@ -881,7 +873,7 @@ fn max_keys_caps_shared_data_whatever_the_number_of_clients() {
     let after_10000 = allocated_bytes(&e);
 
     assert_eq!(
-        counter(&e, "shared_data_keys_created"),
+        e.counter("shared_data_keys_created"),
         66,
         "keys created after 10000 distinct clients"
     );
@@ -900,9 +892,9 @@ fn max_keys_caps_shared_data_whatever_the_number_of_clients() {
         9000 * bytes_per_key
     );
     assert_eq!(ok1 + limited1 + ok2 + limited2, 10_000);
-    assert_eq!(counter(&e, "routes.0.admitted"), ok1 + ok2);
-    assert_eq!(counter(&e, "routes.0.rejected"), limited1 + limited2);
-    assert_eq!(counter(&e, "store_errors"), 0);
+    assert_eq!(e.counter("routes.0.admitted"), ok1 + ok2);
+    assert_eq!(e.counter("routes.0.rejected"), limited1 + limited2);
+    assert_eq!(e.counter("store_errors"), 0);
     assert_eq!(vm_stats(&e), vms, "wasm VMs created, reloaded or lost");
     assert!(
         !e.logs().contains("on the request path"),
@@ -914,8 +906,8 @@ fn max_keys_caps_shared_data_whatever_the_number_of_clients() {
         let id = format!("exact-{k}");
         assert_rejected(&exact(&mut c, &id), &id);
     }
-    assert_eq!(counter(&e, "routes.1.admitted"), 60);
-    assert_eq!(counter(&e, "routes.1.rejected"), 40);
+    assert_eq!(e.counter("routes.1.admitted"), 60);
+    assert_eq!(e.counter("routes.1.rejected"), 40);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1062,7 +1054,7 @@ fn bad_operator_options_are_refused_at_startup_naming_the_field() {
         json!({"vendor": "custom", "max_keys": 64, "headroom_percent": 100,
         "routes": [{"route": "/x", "limit": 1, "window": 1}]}),
     );
-    assert_eq!(counter(&e, "shared_data_keys_created"), 16 + 1);
+    assert_eq!(e.counter("shared_data_keys_created"), 16 + 1);
     let r = e.client().request("GET", "/x", &[]);
     assert_admitted(&r, "/x");
     assert_eq!(

@@ -1,6 +1,6 @@
 //! End-to-end: the vendors' official SDKs retry correctly on the filter's 429s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod common;
+pub mod common;
 use common::*;
 
 // Each test starts Envoy with one vendor's catalog and one bucket shrunk (through `overrides`)
@@ -107,14 +107,6 @@ fn run_sdk_script(envoy: &Envoy, script: &str, env: &[(&str, &str)]) {
     }
 }
 
-/// A plugin counter, `wasmcustom.idp_ratelimit.<bucket>.<what>` (defined at configure time).
-fn counter(envoy: &Envoy, bucket: &str, what: &str) -> u64 {
-    let name = format!("idp_ratelimit.{bucket}.{what}");
-    envoy
-        .stat(&name)
-        .unwrap_or_else(|| panic!("no counter {name} in /stats"))
-}
-
 #[test]
 fn okta_sdk_waits_for_the_reset_and_retries() {
     // Fixed window of 2 per 3 s, opened by the script's first call.
@@ -130,8 +122,8 @@ fn okta_sdk_waits_for_the_reset_and_retries() {
     );
     // Admitted: the 2 calls that filled the window and the retry. Refused: the call made with
     // maxRetries 0 and the retrying call's first attempt. Any extra attempt shows here.
-    assert_eq!(counter(&envoy, bucket, "admitted"), 3);
-    assert_eq!(counter(&envoy, bucket, "rejected"), 2);
+    assert_eq!(envoy.counter(&format!("{bucket}.admitted")), 3);
+    assert_eq!(envoy.counter(&format!("{bucket}.rejected")), 2);
 }
 
 #[test]
@@ -143,11 +135,11 @@ fn auth0_sdk_honours_retry_after() {
             "overrides": [{{"bucket": "{bucket}", "limit": 2, "window": 4}}]}}"#
     ));
     run_sdk_script(&envoy, "auth0_sdk.py", &[]);
-    assert_eq!(counter(&envoy, bucket, "admitted"), 3);
-    assert_eq!(counter(&envoy, bucket, "rejected"), 2);
+    assert_eq!(envoy.counter(&format!("{bucket}.admitted")), 3);
+    assert_eq!(envoy.counter(&format!("{bucket}.rejected")), 2);
     // The 429s were this bucket's, not the tenant-wide limit's.
     for tenant in ["auth0.tenant.per-second", "auth0.tenant.per-minute"] {
-        assert_eq!(counter(&envoy, tenant, "rejected"), 0, "{tenant}");
+        assert_eq!(envoy.counter(&format!("{tenant}.rejected")), 0, "{tenant}");
     }
 }
 
@@ -161,6 +153,6 @@ fn onelogin_sdk_retries_through_urllib3_on_retry_after() {
     ));
     run_sdk_script(&envoy, "onelogin_sdk.py", &[]);
     // The script's last call, GET /auth/rate_limit, is answered by the filter and not counted.
-    assert_eq!(counter(&envoy, bucket, "admitted"), 3);
-    assert_eq!(counter(&envoy, bucket, "rejected"), 2);
+    assert_eq!(envoy.counter(&format!("{bucket}.admitted")), 3);
+    assert_eq!(envoy.counter(&format!("{bucket}.rejected")), 2);
 }
