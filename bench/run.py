@@ -34,7 +34,7 @@ Plain Python 3 standard library. Knobs (environment):
                    floor always runs): floor, native, okta, auth0,
                    noop-wasm, okta-unmatched, okta-noheaders (and the probes)
   BENCH_PROBES     1 adds probe-time, probe-header, probe-shared,
-                   probe-metric, probe-resp_header: the price of one host
+                   probe-metric, probe-resp_header, probe-property: the price of one host
                    call of each kind (0: off, keeps `make bench` short)
   BENCH_PROBE_CALLS  host calls per request in a probe (32)
   BENCH_ENVOY_CPU, BENCH_LOAD_CPU   cores for Envoy and h2load (1 and 0)
@@ -191,7 +191,7 @@ if BASELINE_WASM:
                     "auth0.endpoint.users.per-minute")], AUTH0),
     ]
 
-PROBE_CALLS = ("time", "header", "shared", "metric", "resp_header")
+PROBE_CALLS = ("time", "header", "shared", "metric", "resp_header", "property")
 if env_int("BENCH_PROBES", 0):
     VARIANTS += [
         Variant(f"probe-{call}",

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::identity;
 use crate::limiter::{Outcome, State};
+use crate::peak::PeakRecords;
 use crate::policy::{Bucket, Mode, Policy, Resolved, Scope};
 use crate::response::{self, Dialect, HeaderStyle, Headers, LocalReply, Report};
 use crate::router::RouteError;
@@ -48,13 +49,32 @@ pub enum Count {
     ShadowRejected,
 }
 
+/// What a counted request is logged as (Envoy's access log, the debug
+/// header): the bucket its response reports and, if one refused, which.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The bucket the rate-limit headers report; on a 429, the one that refused.
+    pub bucket: usize,
+    pub remaining: u64,
+    pub limit: u64,
+    /// That bucket's scope key (logged only if the operator asks).
+    pub key: String,
+    /// The bucket that refused the request (in shadow mode: would have).
+    pub refused: Option<usize>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
     /// Per bucket consulted: what happened there (for metrics).
     pub counts: Vec<(usize, Count)>,
+    /// Per bucket counted: what it had left after this request, as written
+    /// (for the how-close gauge).
+    pub remaining: Vec<(usize, u64)>,
     /// The key a bucket refused (for the debug log).
     pub refused_key: Option<String>,
+    /// Set when the request was counted.
+    pub summary: Option<Summary>,
     /// Store failures; the bucket concerned let the request through.
     pub errors: Vec<StoreError>,
 }
@@ -64,11 +84,16 @@ impl Decision {
         Decision {
             verdict,
             counts: Vec::new(),
+            remaining: Vec::new(),
             refused_key: None,
+            summary: None,
             errors: Vec::new(),
         }
     }
 }
+
+/// Names the bucket a response reports, for test environments.
+pub const DEBUG_HEADER: &str = "x-idp-ratelimit-bucket";
 
 pub struct Engine {
     /// The configured vendor, for the configure log line and the operator CLI.
@@ -77,21 +102,29 @@ pub struct Engine {
     pub dialect: Dialect,
     pub mode: Mode,
     pub headers: HeaderStyle,
+    pub debug_headers: bool,
+    pub log_scope_keys: bool,
     pub policy: Policy,
     pub(crate) table: SlotTable,
+    /// One how-close record per bucket (see peak.rs).
+    pub(crate) peaks: PeakRecords,
 }
 
 impl Engine {
     /// `key_prefix` namespaces this filter instance's shared-data keys.
     pub fn new(config: Config, key_prefix: &str) -> Result<Engine, RouteError> {
         let groups = (config.max_keys / crate::table::WAYS as u32).max(1);
+        let policy = Policy::compile(config.policy)?;
         Ok(Engine {
             vendor: config.vendor,
             stat_prefix: config.stat_prefix,
             dialect: config.dialect,
             mode: config.mode,
             headers: config.headers,
-            policy: Policy::compile(config.policy)?,
+            debug_headers: config.debug_headers,
+            log_scope_keys: config.log_scope_keys,
+            peaks: PeakRecords::new(key_prefix, &policy.buckets),
+            policy,
             table: SlotTable::new(key_prefix, groups),
         })
     }
@@ -99,12 +132,13 @@ impl Engine {
     /// Creates every shared-data key this instance will use (configure time).
     pub fn create_keys(&self, store: &dyn SharedStore) -> Result<u32, StoreError> {
         let fps: Vec<u64> = self.policy.buckets.iter().map(|b| b.fingerprint).collect();
-        self.table.create_all(store, &fps)
+        Ok(self.table.create_all(store, &fps)? + self.peaks.create_all(store)?)
     }
 
-    /// How many shared-data keys this instance can ever create.
+    /// How many shared-data keys this instance can ever create: the slot
+    /// table's groups, and per bucket an overflow entry and a peak record.
     pub fn key_capacity(&self) -> u64 {
-        u64::from(self.table.groups()) + self.policy.buckets.len() as u64
+        u64::from(self.table.groups()) + 2 * self.policy.buckets.len() as u64
     }
 
     /// The key a request counts under in `scope`, or `None` when the bucket
@@ -145,7 +179,8 @@ impl Engine {
         };
         let mut decision = Decision::new(Verdict::Unlimited);
         let mut holds: Vec<Hold> = Vec::new();
-        let mut report: Option<(&Bucket, Outcome)> = None;
+        let mut report: Option<(&Bucket, Outcome, usize, String)> = None;
+        let mut shadow_refused = None;
         for index in buckets {
             let Some(bucket) = self.policy.buckets.get(index) else {
                 continue;
@@ -166,6 +201,7 @@ impl Engine {
                     }
                 };
             let outcome = taken.outcome;
+            decision.remaining.push((index, outcome.remaining));
             if let Some((place, state)) = taken.written {
                 holds.push(Hold {
                     bucket: index,
@@ -175,7 +211,6 @@ impl Engine {
                 });
             }
             if !outcome.admitted {
-                decision.refused_key = Some(key);
                 if self.mode == Mode::Enforce {
                     // The earlier buckets' takes are given back below, so
                     // they did not admit this request after all.
@@ -183,35 +218,65 @@ impl Engine {
                     decision.counts.push((index, Count::Rejected));
                     self.release(store, &holds, now_us, &mut decision.errors);
                     let id = response::request_id(seed ^ now_us);
-                    decision.verdict = Verdict::Reply(response::too_many_requests(
+                    let mut reply = response::too_many_requests(
                         self.dialect,
                         self.headers,
                         bucket,
                         &outcome,
                         now_us,
                         &id,
-                    ));
+                    );
+                    if self.debug_headers {
+                        reply.headers.push((DEBUG_HEADER, bucket.id.clone()));
+                    }
+                    decision.verdict = Verdict::Reply(reply);
+                    decision.summary = Some(Summary {
+                        bucket: index,
+                        remaining: outcome.remaining,
+                        limit: bucket.limit.limit,
+                        key: key.clone(),
+                        refused: Some(index),
+                    });
+                    decision.refused_key = Some(key);
                     return decision;
                 }
                 decision.counts.push((index, Count::ShadowRejected));
+                shadow_refused = shadow_refused.or(Some(index));
+                if decision.refused_key.is_none() {
+                    decision.refused_key = Some(key.clone());
+                }
             } else {
                 decision.counts.push((index, Count::Admitted));
             }
             if bucket.reported
-                && report
-                    .is_none_or(|(b, r)| tighter(&outcome, bucket.limit.limit, &r, b.limit.limit))
+                && report.as_ref().is_none_or(|(b, r, _, _)| {
+                    tighter(&outcome, bucket.limit.limit, r, b.limit.limit)
+                })
             {
-                report = Some((bucket, outcome));
+                report = Some((bucket, outcome, index, key));
             }
         }
         let headers = match report {
-            Some((b, outcome)) => response::rate_headers(
-                self.dialect,
-                self.headers,
-                b,
-                &Report::new(b, &outcome),
-                now_us,
-            ),
+            Some((b, outcome, index, key)) => {
+                let mut headers = response::rate_headers(
+                    self.dialect,
+                    self.headers,
+                    b,
+                    &Report::new(b, &outcome),
+                    now_us,
+                );
+                if self.debug_headers {
+                    headers.push((DEBUG_HEADER, b.id.clone()));
+                }
+                decision.summary = Some(Summary {
+                    bucket: index,
+                    remaining: outcome.remaining,
+                    limit: b.limit.limit,
+                    key,
+                    refused: shadow_refused,
+                });
+                headers
+            }
             None => Headers::new(),
         };
         holds.retain(|h| {
@@ -423,6 +488,71 @@ mod tests {
         // Another org is untouched.
         let other = logs.clone().with(":authority", "Other.okta.com:443");
         assert_eq!(admitted(&e, &s, &other, 1, NOW), 1);
+    }
+
+    #[test]
+    fn a_counted_request_is_summarised_for_the_access_log() {
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "integrator-free"}"#);
+        let logs = e
+            .policy
+            .buckets
+            .iter()
+            .position(|b| b.id == "okta.management.logs")
+            .unwrap();
+        let r = req("GET", "/api/v1/logs");
+        let d = e.decide(&s, &r, NOW, 0);
+        assert_eq!(
+            d.summary,
+            Some(Summary {
+                bucket: logs,
+                remaining: 19,
+                limit: 20,
+                key: "acme.okta.com".into(),
+                refused: None
+            })
+        );
+        assert_eq!(d.remaining, vec![(logs, 19)]);
+        assert_eq!(header(&d, DEBUG_HEADER), None, "off by default");
+        assert_eq!(admitted(&e, &s, &r, 19, NOW), 19);
+        let d = e.decide(&s, &r, NOW, 0);
+        assert_eq!(status(&d), 429);
+        let summary = d.summary.unwrap();
+        assert_eq!((summary.bucket, summary.remaining), (logs, 0));
+        assert_eq!(summary.refused, Some(logs));
+        assert_eq!(d.remaining, vec![(logs, 0)]);
+        assert_eq!(
+            e.decide(&s, &req("GET", "/oauth2/v1/keys"), NOW, 0).summary,
+            None,
+            "not counted"
+        );
+    }
+
+    #[test]
+    fn the_debug_header_and_shadow_summary_name_the_buckets() {
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "one-app", "mode": "shadow", "debug_headers": true,
+                "overrides": [{"bucket": "okta.management.api-v1", "limit": 1}]}"#,
+        );
+        let id = |i: usize| e.policy.buckets[i].id.as_str();
+        // PATCH /api/v1/users/{id}: management api-v1 (now 1) and end-user api-v1 (300).
+        let patch = req("PATCH", "/api/v1/users/00u1");
+        let d = e.decide(&s, &patch, NOW, 0);
+        assert_eq!(header(&d, DEBUG_HEADER), Some("okta.management.api-v1"));
+        assert_eq!(d.summary.as_ref().unwrap().refused, None);
+        let d = e.decide(&s, &patch, NOW, 0);
+        assert_eq!(status(&d), 200, "shadow");
+        let summary = d.summary.clone().unwrap();
+        assert_eq!(id(summary.refused.unwrap()), "okta.management.api-v1");
+        assert_eq!(id(summary.bucket), "okta.management.api-v1");
+        assert_eq!(header(&d, DEBUG_HEADER), Some("okta.management.api-v1"));
+        assert_eq!(d.remaining.len(), 2, "both buckets counted");
+        let (e, s) =
+            engine(r#"{"vendor": "okta", "plan": "integrator-free", "debug_headers": true}"#);
+        let logs = req("GET", "/api/v1/logs");
+        assert_eq!(admitted(&e, &s, &logs, 20, NOW), 20);
+        let d = e.decide(&s, &logs, NOW, 0);
+        assert_eq!(status(&d), 429);
+        assert_eq!(header(&d, DEBUG_HEADER), Some("okta.management.logs"));
     }
 
     #[test]

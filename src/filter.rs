@@ -4,13 +4,14 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::engine::{Count, Decision, Engine, Hold, RequestFacts, Verdict};
+use crate::peak::{self, Marks};
 use crate::response::Headers;
 use crate::store::{SharedStore, StoreError};
 
@@ -63,9 +64,11 @@ fn host_error(key: &str, status: proxy_wasm::types::Status) -> StoreError {
     }
 }
 
-/// Counter ids, per bucket: admitted, rejected, shadow-rejected.
+/// Counter ids, per bucket: admitted, rejected, shadow-rejected; and the
+/// how-close gauge of each bucket.
 struct Metrics {
     per_bucket: Vec<[Option<u32>; 3]>,
+    peak: Vec<Option<u32>>,
     store_errors: Option<u32>,
     /// Shared-data keys created, by any worker, ever: stays at the table's
     /// capacity (`max_keys / 4` groups + one overflow entry per bucket).
@@ -75,7 +78,14 @@ struct Metrics {
 impl Metrics {
     fn define(engine: &Engine) -> Metrics {
         let counter = |name: String| hostcalls::define_metric(MetricType::Counter, &name).ok();
+        let gauge = |name: String| hostcalls::define_metric(MetricType::Gauge, &name).ok();
         Metrics {
+            peak: engine
+                .policy
+                .buckets
+                .iter()
+                .map(|b| gauge(format!("{}.{}.peak_used_percent", engine.stat_prefix, b.id)))
+                .collect(),
             per_bucket: engine
                 .policy
                 .buckets
@@ -107,8 +117,18 @@ impl Metrics {
                 let _ = hostcalls::increment_metric(id, 1);
             }
         }
-        if let Some(id) = self.store_errors.filter(|_| !decision.errors.is_empty()) {
-            let _ = hostcalls::increment_metric(id, decision.errors.len() as i64);
+        self.store_errors(decision.errors.len());
+    }
+
+    fn store_errors(&self, n: usize) {
+        if let Some(id) = self.store_errors.filter(|_| n > 0) {
+            let _ = hostcalls::increment_metric(id, n as i64);
+        }
+    }
+
+    fn set_peak(&self, bucket: usize, percent: u8) {
+        if let Some(id) = self.peak.get(bucket).copied().flatten() {
+            let _ = hostcalls::record_metric(id, u64::from(percent));
         }
     }
 }
@@ -116,6 +136,72 @@ impl Metrics {
 struct Plugin {
     engine: Engine,
     metrics: Metrics,
+    /// This worker's how-close high-water marks.
+    marks: RefCell<Marks>,
+    /// Filter-state property names for the access log.
+    log_names: [String; 6],
+}
+
+impl Plugin {
+    /// Raises this worker's marks with what the decision wrote; publishes a
+    /// mark (shared data, then the gauge) only when it rose.
+    fn observe_peaks(&self, decision: &Decision, now_us: u64, store: &EnvoySharedData) {
+        let Ok(mut marks) = self.marks.try_borrow_mut() else {
+            return;
+        };
+        for &(b, remaining) in &decision.remaining {
+            let Some(bucket) = self.engine.policy.buckets.get(b) else {
+                continue;
+            };
+            let mark = peak::Mark {
+                period: peak::period_of(&bucket.limit, now_us),
+                percent: peak::used_percent(bucket.limit.limit, remaining),
+            };
+            if !marks.observe(b, mark.period, mark.percent) {
+                continue;
+            }
+            match self.engine.peaks.publish(store, b, mark) {
+                Ok(Some(percent)) => self.metrics.set_peak(b, percent),
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.store_errors(1);
+                    log::warn!("could not publish a peak: {e}");
+                }
+            }
+        }
+    }
+
+    /// Sets every bucket's gauge from its shared record: 0 once a period has
+    /// passed without traffic. Runs on the tick, never on the request path.
+    fn refresh_peaks(&self, now_us: u64) {
+        let store = EnvoySharedData::default();
+        for (b, bucket) in self.engine.policy.buckets.iter().enumerate() {
+            let period = peak::period_of(&bucket.limit, now_us);
+            match self.engine.peaks.current(&store, b, period) {
+                Ok(percent) => self.metrics.set_peak(b, percent),
+                Err(e) => log::debug!("could not read a peak: {e}"),
+            }
+        }
+    }
+
+    /// Publishes the request's access-log fields as filter state.
+    fn publish_log_fields(&self, decision: &Decision) {
+        let Some(summary) = &decision.summary else {
+            return;
+        };
+        let engine = &self.engine;
+        let values = crate::request_log::values(
+            &engine.policy.buckets,
+            summary,
+            engine.mode,
+            engine.log_scope_keys,
+        );
+        for (name, value) in self.log_names.iter().zip(values) {
+            if let Some(v) = value {
+                let _ = hostcalls::set_property(vec![name.as_str()], Some(v.as_bytes()));
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -192,8 +278,23 @@ impl RootContext for Root {
         }
         let metrics = Metrics::define(&engine);
         metrics.keys_created(store.created.get());
-        self.plugin = Some(Rc::new(Plugin { engine, metrics }));
+        let log_names = crate::request_log::property_names(&engine.stat_prefix);
+        let marks = RefCell::new(Marks::new(engine.policy.buckets.len()));
+        self.plugin = Some(Rc::new(Plugin {
+            engine,
+            metrics,
+            marks,
+            log_names,
+        }));
+        // Only brings idle buckets' gauges back to 0; counting never waits on it.
+        let _ = hostcalls::set_tick_period(Duration::from_secs(1));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(plugin) = &self.plugin {
+            plugin.refresh_peaks(now_us());
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -280,6 +381,8 @@ impl HttpContext for Http {
             u64::from(self.context_id),
         );
         self.plugin.metrics.record(&decision);
+        self.plugin.observe_peaks(&decision, now, &store);
+        self.plugin.publish_log_fields(&decision);
         if store.created.get() > 0 {
             // Only if configure could not create the table; see table.rs.
             log::warn!(
@@ -291,10 +394,19 @@ impl HttpContext for Http {
         for e in &decision.errors {
             log::warn!("counter store failed, request let through: {e}");
         }
-        if let Some(key) = &decision.refused_key {
-            if let Some((b, count)) = decision.counts.last() {
-                let bucket = engine.policy.buckets.get(*b).map_or("?", |b| b.id.as_str());
-                log::debug!("{count:?} by {bucket} for key {key:?}");
+        let refused = decision.summary.as_ref().and_then(|s| s.refused);
+        if let (Some(key), Some(bucket)) = (
+            &decision.refused_key,
+            refused.and_then(|b| engine.policy.buckets.get(b)),
+        ) {
+            let (id, kind) = (&bucket.id, crate::request_log::scope_kind(&bucket.scope));
+            let what = match engine.mode {
+                crate::policy::Mode::Enforce => "rejected",
+                crate::policy::Mode::Shadow => "shadow-rejected",
+            };
+            match engine.log_scope_keys {
+                true => log::debug!("{what} by {id} for {kind} {key:?}"),
+                false => log::debug!("{what} by {id} for a {kind} key"),
             }
         }
         match decision.verdict {

@@ -8,7 +8,9 @@
 //! * `shared`: read a 160-byte shared-data value and write it back with its
 //!   CAS token (one slot-table group update);
 //! * `metric`: increment a counter;
-//! * `resp_header`: set a response header (on the response headers).
+//! * `resp_header`: set a response header (on the response headers);
+//! * `property`: set a filter-state property (`set_property`), as the filter
+//!   publishes its access-log fields.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -28,6 +30,7 @@ enum Call {
     Shared,
     Metric,
     RespHeader,
+    Property,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -69,6 +72,7 @@ impl RootContext for Root {
             "shared" => Call::Shared,
             "metric" => Call::Metric,
             "resp_header" => Call::RespHeader,
+            "property" => Call::Property,
             _ => return false,
         };
         let Ok(n) = n.parse() else { return false };
@@ -114,6 +118,12 @@ impl HttpContext for Http {
                 }
                 Call::Metric => {
                     let _ = hostcalls::increment_metric(p.metric, 1);
+                }
+                Call::Property => {
+                    let _ = hostcalls::set_property(
+                        vec!["probe.bucket"],
+                        Some(b"okta.management.users"),
+                    );
                 }
                 Call::Nothing | Call::RespHeader => {}
             }

@@ -45,6 +45,11 @@ pub struct Config {
     pub max_keys: u32,
     /// Names this instance's stats: `<stat_prefix>.<bucket id>.admitted`.
     pub stat_prefix: String,
+    /// Add `x-idp-ratelimit-bucket` to counted responses (test environments).
+    pub debug_headers: bool,
+    /// Publish and log the raw scope key (a client IP, a header value)
+    /// rather than its kind.
+    pub log_scope_keys: bool,
     pub policy: PolicySpec,
 }
 
@@ -66,6 +71,8 @@ pub const FIELDS: &[&str] = &[
     "dialect",
     "max_keys",
     "stat_prefix",
+    "debug_headers",
+    "log_scope_keys",
 ];
 const VENDORS: [&str; 4] = ["okta", "auth0", "onelogin", "custom"];
 
@@ -210,6 +217,11 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             )
         }
     };
+    let flag = |field: &str| match obj.get(field) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => err(field, format!("must be true or false, got {v}")),
+    };
     Ok(Config {
         vendor: vendor.to_string(),
         plan: plan.to_string(),
@@ -218,6 +230,8 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         headers,
         max_keys,
         stat_prefix,
+        debug_headers: flag("debug_headers")?,
+        log_scope_keys: flag("log_scope_keys")?,
         policy,
     })
 }
@@ -248,6 +262,12 @@ mod tests {
         assert_eq!(c.headers, HeaderStyle::Vendor);
         assert_eq!(c.max_keys, DEFAULT_MAX_KEYS);
         assert_eq!(c.stat_prefix, "idp_ratelimit");
+        assert!(!c.debug_headers && !c.log_scope_keys);
+        let c = parse_str(
+            r#"{"vendor": "okta", "plan": "enterprise", "debug_headers": true, "log_scope_keys": true}"#,
+        )
+        .unwrap();
+        assert!(c.debug_headers && c.log_scope_keys);
         let c =
             parse_str(r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": "okta_egress"}"#)
                 .unwrap();
@@ -283,6 +303,14 @@ mod tests {
             (
                 r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": ""}"#,
                 "stat_prefix",
+            ),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "debug_headers": "yes"}"#,
+                "debug_headers",
+            ),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "log_scope_keys": 1}"#,
+                "log_scope_keys",
             ),
             (
                 r#"{"vendor": "okta", "plan": "enterprise", "catalogs": ["admin"]}"#,
