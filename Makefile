@@ -8,7 +8,10 @@ TARGET        := wasm32-wasip1
 WASM          := target/$(TARGET)/release/idp_ratelimit.wasm
 CONCURRENCY   ?= 2
 
+PROMTOOL      := $(VENV)/bin/promtool
+
 export ENVOY_BIN := $(abspath $(ENVOY))
+export PROMTOOL_BIN := $(abspath $(PROMTOOL))
 
 .PHONY: run test build cli wasm-target envoy lint unit e2e clean oci test-matrix fuzz
 
@@ -49,7 +52,7 @@ $(SDK_STAMP): tests/sdk/requirements.txt $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 	touch $@
 
-e2e: build $(ENVOY) $(SDK_STAMP)
+e2e: build $(ENVOY) $(SDK_STAMP) $(PROMTOOL)
 	cargo test -p idp-ratelimit --tests --release -- --test-threads 2
 
 ## The filter only (-p): the command line's code and dependencies never reach the .wasm.
@@ -81,6 +84,17 @@ $(ENVOY):
 	$(ENVOY) --version
 
 envoy: $(ENVOY)
+
+## promtool, to check envoy/prometheus/ (tests/observability_e2e.rs): taken out of Debian's
+## `prometheus` package with apt-get download and dpkg-deb, never installed (no daemon, no
+## service, nothing outside .venv/).
+$(PROMTOOL): | $(ENVOY)
+	rm -rf $(VENV)/.promtool && mkdir -p $(VENV)/.promtool
+	cd $(VENV)/.promtool && { apt-get download prometheus || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg-deb --fsys-tarfile $(VENV)/.promtool/prometheus_*.deb | tar -x -O ./usr/bin/promtool > $@.tmp
+	chmod +x $@.tmp && mv $@.tmp $@
+	rm -rf $(VENV)/.promtool
+	$@ --version
 
 clean:
 	cargo clean
