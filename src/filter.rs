@@ -71,7 +71,8 @@ struct Metrics {
     peak: Vec<Option<u32>>,
     store_errors: Option<u32>,
     /// Shared-data keys created, by any worker, ever: stays at the table's
-    /// capacity (`max_keys / 4` groups + one overflow entry per bucket).
+    /// capacity (`max_keys / 4` groups + an overflow entry and a peak record
+    /// per bucket).
     keys_created: Option<u32>,
 }
 
@@ -117,12 +118,8 @@ impl Metrics {
                 let _ = hostcalls::increment_metric(id, 1);
             }
         }
-        self.store_errors(decision.errors.len());
-    }
-
-    fn store_errors(&self, n: usize) {
-        if let Some(id) = self.store_errors.filter(|_| n > 0) {
-            let _ = hostcalls::increment_metric(id, n as i64);
+        if let Some(id) = self.store_errors.filter(|_| !decision.errors.is_empty()) {
+            let _ = hostcalls::increment_metric(id, decision.errors.len() as i64);
         }
     }
 
@@ -138,8 +135,6 @@ struct Plugin {
     metrics: Metrics,
     /// This worker's how-close high-water marks.
     marks: RefCell<Marks>,
-    /// Filter-state property names for the access log.
-    log_names: [String; 6],
 }
 
 impl Plugin {
@@ -163,10 +158,8 @@ impl Plugin {
             match self.engine.peaks.publish(store, b, mark) {
                 Ok(Some(percent)) => self.metrics.set_peak(b, percent),
                 Ok(None) => {}
-                Err(e) => {
-                    self.metrics.store_errors(1);
-                    log::warn!("could not publish a peak: {e}");
-                }
+                // Not a store error of the request: it was counted.
+                Err(e) => log::warn!("could not publish a peak: {e}"),
             }
         }
     }
@@ -184,23 +177,20 @@ impl Plugin {
         }
     }
 
-    /// Publishes the request's access-log fields as filter state.
-    fn publish_log_fields(&self, decision: &Decision) {
+    /// Publishes the request's access-log line as filter state
+    /// (`wasm.<stat_prefix>`), one host call.
+    fn publish_log_line(&self, decision: &Decision) {
         let Some(summary) = &decision.summary else {
             return;
         };
         let engine = &self.engine;
-        let values = crate::request_log::values(
+        let line = crate::request_log::line(
             &engine.policy.buckets,
             summary,
             engine.mode,
             engine.log_scope_keys,
         );
-        for (name, value) in self.log_names.iter().zip(values) {
-            if let Some(v) = value {
-                let _ = hostcalls::set_property(vec![name.as_str()], Some(v.as_bytes()));
-            }
-        }
+        let _ = hostcalls::set_property(vec![engine.stat_prefix.as_str()], Some(line.as_bytes()));
     }
 }
 
@@ -278,13 +268,11 @@ impl RootContext for Root {
         }
         let metrics = Metrics::define(&engine);
         metrics.keys_created(store.created.get());
-        let log_names = crate::request_log::property_names(&engine.stat_prefix);
         let marks = RefCell::new(Marks::new(engine.policy.buckets.len()));
         self.plugin = Some(Rc::new(Plugin {
             engine,
             metrics,
             marks,
-            log_names,
         }));
         // Only brings idle buckets' gauges back to 0; counting never waits on it.
         let _ = hostcalls::set_tick_period(Duration::from_secs(1));
@@ -382,7 +370,7 @@ impl HttpContext for Http {
         );
         self.plugin.metrics.record(&decision);
         self.plugin.observe_peaks(&decision, now, &store);
-        self.plugin.publish_log_fields(&decision);
+        self.plugin.publish_log_line(&decision);
         if store.created.get() > 0 {
             // Only if configure could not create the table; see table.rs.
             log::warn!(

@@ -1,15 +1,16 @@
-//! What a counted request tells Envoy's access log. The filter publishes each
-//! field as a filter-state property (`set_property`), which Envoy stores
-//! under `wasm.<name>` and prints with `%FILTER_STATE(wasm.<name>:PLAIN)%`;
-//! names start with the instance's `stat_prefix`, so two instances in one
-//! filter chain never overwrite each other's fields. A field that does not
-//! apply (no bucket refused) is not set, and Envoy prints `-`.
+//! What a counted request tells Envoy's access log: one filter-state
+//! property (`set_property`) named after the instance's `stat_prefix`, which
+//! Envoy stores as `wasm.<stat_prefix>` and prints with
+//! `%FILTER_STATE(wasm.idp_ratelimit:PLAIN)%`, holding every field in logfmt:
+//! `bucket=okta.management.users refused=- scope=host remaining=599 limit=600 mode=enforce`.
+//! One property, not one per field: each new filter-state entry is a host
+//! call of about 1.7 µs (bench probe `property`). A request no bucket counted
+//! sets nothing, and Envoy prints `-`.
 
-use crate::policy::Mode;
 use crate::engine::Summary;
-use crate::policy::{Bucket, Scope};
+use crate::policy::{Bucket, Mode, Scope};
 
-/// The field names after `<stat_prefix>.`, in the order `values` gives them.
+/// The fields, in the order the line gives them.
 pub const FIELDS: [&str; 6] = ["bucket", "refused", "scope", "remaining", "limit", "mode"];
 
 /// What a scope counts per, as logged by default: never the key itself
@@ -33,20 +34,34 @@ fn printable_key(key: &str, scope: &Scope) -> String {
     }
 }
 
-/// The property names of one filter instance (built once, at configure).
-pub fn property_names(stat_prefix: &str) -> [String; 6] {
-    FIELDS.map(|f| format!("{stat_prefix}.{f}"))
+/// Appends `value` as a logfmt value: bare when it is plain, else quoted,
+/// with `"` and `\` escaped and control characters as `\xNN` (a raw key is
+/// whatever a client sent).
+fn push_value(line: &mut String, value: &str) {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| !c.is_control() && c != ' ' && c != '"' && c != '=' && c != '\\');
+    if plain {
+        line.push_str(value);
+        return;
+    }
+    line.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => line.push_str("\\\""),
+            '\\' => line.push_str("\\\\"),
+            c if c.is_control() => line.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => line.push(c),
+        }
+    }
+    line.push('"');
 }
 
-/// The fields' values for one counted request, in `FIELDS` order (`None`:
-/// leave unset). `raw_keys`: log the scope key itself instead of its kind.
-pub fn values(
-    buckets: &[Bucket],
-    summary: &Summary,
-    mode: Mode,
-    raw_keys: bool,
-) -> [Option<String>; 6] {
-    let id = |i: usize| buckets.get(i).map(|b| b.id.clone());
+/// The logged line for one counted request. `raw_keys`: the scope key itself
+/// instead of its kind.
+pub fn line(buckets: &[Bucket], summary: &Summary, mode: Mode, raw_keys: bool) -> String {
+    let id = |i: usize| buckets.get(i).map_or("-", |b| b.id.as_str());
     let scope = buckets.get(summary.bucket).map(|b| match raw_keys {
         true => printable_key(&summary.key, &b.scope),
         false => scope_kind(&b.scope),
@@ -55,14 +70,27 @@ pub fn values(
         Mode::Enforce => "enforce",
         Mode::Shadow => "shadow",
     };
-    [
-        id(summary.bucket),
-        summary.refused.and_then(id),
-        scope,
-        Some(summary.remaining.to_string()),
-        Some(summary.limit.to_string()),
-        Some(mode.to_string()),
-    ]
+    let values = [
+        id(summary.bucket).to_string(),
+        summary.refused.map_or("-", id).to_string(),
+        scope.unwrap_or_else(|| "-".into()),
+        summary.remaining.to_string(),
+        summary.limit.to_string(),
+        mode.to_string(),
+    ];
+    let mut line = String::with_capacity(128);
+    for (field, value) in FIELDS.iter().zip(values) {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(field);
+        line.push('=');
+        match field {
+            &"scope" if raw_keys => push_value(&mut line, &value),
+            _ => line.push_str(&value),
+        }
+    }
+    line
 }
 
 #[cfg(test)]
@@ -94,60 +122,35 @@ mod tests {
     }
 
     #[test]
-    fn names_follow_the_stat_prefix() {
-        assert_eq!(
-            property_names("okta_egress"),
-            [
-                "okta_egress.bucket",
-                "okta_egress.refused",
-                "okta_egress.scope",
-                "okta_egress.remaining",
-                "okta_egress.limit",
-                "okta_egress.mode"
-            ]
-        );
-    }
-
-    #[test]
     fn a_refusal_names_the_bucket_and_the_scope_kind_not_the_key() {
-        let v = values(
-            &buckets(),
-            &summary(0, "10.1.2.3", Some(0)),
-            Mode::Enforce,
-            false,
-        );
-        let v: Vec<Option<&str>> = v.iter().map(|s| s.as_deref()).collect();
+        let b = buckets();
         assert_eq!(
-            v,
-            [
-                Some("okta.management.users"),
-                Some("okta.management.users"),
-                Some("client_ip"),
-                Some("0"),
-                Some("600"),
-                Some("enforce")
-            ]
+            line(&b, &summary(0, "10.1.2.3", Some(0)), Mode::Enforce, false),
+            "bucket=okta.management.users refused=okta.management.users scope=client_ip \
+             remaining=0 limit=600 mode=enforce"
         );
-        let v = values(
-            &buckets(),
-            &summary(1, "secret-token", None),
-            Mode::Shadow,
-            false,
+        let l = line(&b, &summary(1, "secret-token", None), Mode::Shadow, false);
+        assert_eq!(
+            l,
+            "bucket=b refused=- scope=header:x-team remaining=0 limit=600 mode=shadow"
         );
-        assert_eq!(v[1], None, "nothing refused: left unset");
-        assert_eq!(v[2].as_deref(), Some("header:x-team"));
-        assert_eq!(v[5].as_deref(), Some("shadow"));
-        assert!(!v.iter().flatten().any(|s| s.contains("secret")));
     }
 
     #[test]
-    fn raw_keys_only_when_asked() {
+    fn raw_keys_only_when_asked_and_quoted_when_not_plain() {
         let b = buckets();
-        let raw = |i, key: &str| values(&b, &summary(i, key, None), Mode::Enforce, true)[2].clone();
-        assert_eq!(raw(0, "10.1.2.3").as_deref(), Some("10.1.2.3"));
-        assert_eq!(raw(1, "blue").as_deref(), Some("blue"));
-        assert_eq!(raw(1, "\u{0}missing").as_deref(), Some("(missing)"));
-        assert_eq!(raw(2, "").as_deref(), Some("global"));
+        let scope = |i, key: &str| {
+            let l = line(&b, &summary(i, key, None), Mode::Enforce, true);
+            let rest = l.split_once(" scope=").unwrap().1;
+            rest.rsplit_once(" remaining=").unwrap().0.to_string()
+        };
+        assert_eq!(scope(0, "10.1.2.3"), "10.1.2.3");
+        assert_eq!(scope(1, "blue"), "blue");
+        assert_eq!(scope(1, "\u{0}missing"), "(missing)");
+        assert_eq!(scope(2, ""), "global");
+        assert_eq!(scope(1, "Bearer a=b"), "\"Bearer a=b\"");
+        assert_eq!(scope(1, "x\"y\\z\tw"), r#""x\"y\\z\x09w""#);
+        assert_eq!(scope(1, ""), "\"\"");
         assert_eq!(scope_kind(&Scope::Host), "host");
         assert_eq!(
             scope_kind(&Scope::JwtSubjectWithScope("current_user".into())),

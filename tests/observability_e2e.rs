@@ -139,7 +139,7 @@ impl Drop for Observed {
     }
 }
 
-/// What follows the request in the shipped format: the status and the filter's fields.
+/// What follows the request in the shipped format: the status and the filter's line.
 fn fields(line: &str) -> &str {
     line.split_once("\" ").map_or(line, |(_, rest)| rest)
 }
@@ -167,11 +167,7 @@ fn the_access_log_line_of_a_429_names_the_bucket_and_the_scope_kind() {
         "429 bucket=okta.management.logs refused=okta.management.logs scope=client_ip \
          remaining=0 limit=20 mode=enforce"
     );
-    assert_eq!(
-        fields(&lines[21]),
-        "200 bucket=- refused=- scope=- remaining=- limit=- mode=-",
-        "a request no bucket counts"
-    );
+    assert_eq!(fields(&lines[21]), "200 -", "a request no bucket counts");
     // The key itself (the client's address) is in no line.
     assert!(lines.iter().all(|l| !l.contains("127.0.0.1")), "{lines:#?}");
 }

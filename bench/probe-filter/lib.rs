@@ -9,8 +9,8 @@
 //!   CAS token (one slot-table group update);
 //! * `metric`: increment a counter;
 //! * `resp_header`: set a response header (on the response headers);
-//! * `property`: set a filter-state property (`set_property`), as the filter
-//!   publishes its access-log fields.
+//! * `property`: set a new filter-state property (`set_property`), as the
+//!   filter publishes its access-log fields.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -41,6 +41,13 @@ struct Probe {
 }
 
 const SHARED_KEY: &str = "probe/group";
+const PROPERTIES: [&str; 32] = [
+    "probe.p0", "probe.p1", "probe.p2", "probe.p3", "probe.p4", "probe.p5", "probe.p6",
+    "probe.p7", "probe.p8", "probe.p9", "probe.p10", "probe.p11", "probe.p12", "probe.p13",
+    "probe.p14", "probe.p15", "probe.p16", "probe.p17", "probe.p18", "probe.p19", "probe.p20",
+    "probe.p21", "probe.p22", "probe.p23", "probe.p24", "probe.p25", "probe.p26", "probe.p27",
+    "probe.p28", "probe.p29", "probe.p30", "probe.p31",
+];
 const RESPONSE_HEADERS: [&str; 8] = [
     "x-p0", "x-p1", "x-p2", "x-p3", "x-p4", "x-p5", "x-p6", "x-p7",
 ];
@@ -102,7 +109,7 @@ impl Context for Http {}
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let p = self.probe;
-        for _ in 0..p.n {
+        for i in 0..p.n {
             match p.call {
                 Call::Time => {
                     let _ = hostcalls::get_current_time();
@@ -120,10 +127,9 @@ impl HttpContext for Http {
                     let _ = hostcalls::increment_metric(p.metric, 1);
                 }
                 Call::Property => {
-                    let _ = hostcalls::set_property(
-                        vec!["probe.bucket"],
-                        Some(b"okta.management.users"),
-                    );
+                    // A new filter-state entry each call, as the filter's fields are.
+                    let name = PROPERTIES[i as usize % PROPERTIES.len()];
+                    let _ = hostcalls::set_property(vec![name], Some(b"okta.management.users"));
                 }
                 Call::Nothing | Call::RespHeader => {}
             }
