@@ -16,6 +16,7 @@ pub mod limiter;
 pub mod path;
 pub mod policy;
 pub mod response;
+pub mod rls;
 pub mod router;
 pub mod store;
 
