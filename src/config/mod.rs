@@ -51,6 +51,8 @@ pub struct Config {
     /// rather than its kind.
     pub log_scope_keys: bool,
     pub policy: PolicySpec,
+    /// Fleet mode: count through a rate-limit service (`None`: this Envoy only).
+    pub fleet: Option<crate::rls::config::Fleet>,
 }
 
 /// Every top-level field the configuration accepts: the parser refuses any
@@ -73,6 +75,7 @@ pub const FIELDS: &[&str] = &[
     "stat_prefix",
     "debug_headers",
     "log_scope_keys",
+    "fleet",
 ];
 const VENDORS: [&str; 4] = ["okta", "auth0", "onelogin", "custom"];
 
@@ -222,6 +225,10 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some(Value::Bool(b)) => Ok(*b),
         Some(v) => err(field, format!("must be true or false, got {v}")),
     };
+    let fleet = match obj.get("fleet") {
+        None => None,
+        Some(v) => Some(crate::rls::config::parse_fleet(v)?),
+    };
     Ok(Config {
         vendor: vendor.to_string(),
         plan: plan.to_string(),
@@ -233,6 +240,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         debug_headers: flag("debug_headers")?,
         log_scope_keys: flag("log_scope_keys")?,
         policy,
+        fleet,
     })
 }
 

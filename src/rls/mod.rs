@@ -3,4 +3,5 @@
 //! envoyproxy/ratelimit or Kuadrant's Limitador. Pure logic, host-tested; the
 //! one gRPC call per request lives in `filter.rs`.
 
+pub mod config;
 pub mod proto;
