@@ -13,7 +13,7 @@ PROMTOOL      := $(VENV)/bin/promtool
 export ENVOY_BIN := $(abspath $(ENVOY))
 export PROMTOOL_BIN := $(abspath $(PROMTOOL))
 
-.PHONY: run test build cli wasm-target envoy lint unit e2e clean oci test-matrix fuzz
+.PHONY: run test build cli wasm-target envoy lint unit e2e clean oci test-matrix fuzz redis-server rls-fixture
 
 ## Build the filter and start Envoy on 127.0.0.1:10000 (admin :9901).
 run: build $(ENVOY)
@@ -29,6 +29,8 @@ lint: wasm-target
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -p idp-ratelimit --lib -- -D warnings
+	cargo fmt --check --manifest-path $(RLS_MANIFEST)
+	cargo clippy --release --all-targets $(RLS_CARGO) -- -D warnings
 
 ## Host tests (the filter's pure logic; the command line run as a built binary), then the
 ## cross-check of tests/vendor-tables/ against the vendors' own pages:
@@ -36,6 +38,7 @@ lint: wasm-target
 unit:
 	cargo test -p idp-ratelimit --lib
 	cargo test -p idp-ratelimit-cli
+	cargo test --release $(RLS_CARGO)
 	@docs="$${IDP_RL_VENDOR_DOCS:-}"; \
 	if [ -z "$$docs" ] && [ -d ../shared/vendor-docs ]; then docs=$$(cd ../shared/vendor-docs && pwd); fi; \
 	if [ -n "$$docs" ]; then \
@@ -45,6 +48,24 @@ unit:
 	  echo "NOT RUN: the cross-check of tests/vendor-tables/ against the vendors' pages (no ../shared/vendor-docs; set IDP_RL_VENDOR_DOCS to run it)"; \
 	fi
 
+## The fleet-mode test fixture rate-limit service (tests/rls: its own crate, never in the .wasm).
+RLS_MANIFEST := tests/rls/Cargo.toml
+RLS_CARGO    := --manifest-path $(RLS_MANIFEST) --target-dir target/rls-fixture
+rls-fixture:
+	cargo build --release $(RLS_CARGO)
+
+## redis-server for the fleet-mode tests: $(REDIS_SERVER) if given, else the one on the PATH,
+## else Debian's package (apt-get).
+REDIS_SERVER ?=
+export REDIS_SERVER
+redis-server:
+	@if [ -n "$(REDIS_SERVER)" ]; then \
+	  test -x "$(REDIS_SERVER)" || { echo "REDIS_SERVER=$(REDIS_SERVER) is not an executable"; exit 1; }; \
+	elif ! command -v redis-server >/dev/null 2>&1; then \
+	  echo "installing redis-server (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	fi
+
 ## The vendors' SDKs for tests/sdk_e2e.rs, into the same venv; reinstalled when the pins change.
 ## (Defined before `e2e`: make expands a rule's prerequisites as it reads the rule.)
 SDK_STAMP := $(VENV)/.sdk-installed
@@ -52,7 +73,7 @@ $(SDK_STAMP): tests/sdk/requirements.txt $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 	touch $@
 
-e2e: build $(ENVOY) $(SDK_STAMP) $(PROMTOOL)
+e2e: build $(ENVOY) $(SDK_STAMP) $(PROMTOOL) redis-server rls-fixture
 	cargo test -p idp-ratelimit --tests --release -- --test-threads 2
 
 ## The filter only (-p): the command line's code and dependencies never reach the .wasm.

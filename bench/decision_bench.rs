@@ -92,6 +92,10 @@ fn run(case: &Case, n: u64, runs: u64) -> Result<(), String> {
         Verdict::Unlimited => "unlimited".to_string(),
         Verdict::Forward { headers, .. } => format!("forward, {} headers", headers.len()),
         Verdict::Reply(r) => format!("reply {}", r.status),
+        Verdict::Ask(p) => format!(
+            "ask the rate-limit service about {} buckets",
+            p.remote.len()
+        ),
     };
     let mut per_run = Vec::new();
     let mut rejected = 0u64;

@@ -14,7 +14,10 @@ other core) against a direct_response route. Per measurement:
 * p50/p99 latency, from h2load's per-request log (`--log-file`).
 
 Configurations: the floor (no rate-limit filter), Envoy's local_ratelimit,
-idp-ratelimit on Okta (one bucket) and on Auth0 (four buckets), and three
+idp-ratelimit on Okta (one bucket) and on Auth0 (four buckets), Okta in
+fleet mode (one ShouldRateLimit call per request to the test-fixture
+rate-limit service tests/rls over a real redis-server, both pinned to the
+load generator's core; their CPU is reported apart), and three
 that show where the filter's time goes: a no-op Rust proxy-wasm filter (the
 cost of any wasm filter), idp-ratelimit on a path no route matches (its fixed
 cost), and idp-ratelimit with its response headers off.
@@ -112,6 +115,9 @@ AUTH0 = {
     )],
 }
 OKTA_NO_HEADERS = dict(OKTA, headers="none")
+# A generous timeout: a benchmark on a busy machine must not fall back.
+OKTA_FLEET = dict(OKTA, fleet={"cluster": "ratelimit", "timeout_ms": 1000})
+RLS_FIXTURE = ROOT / "target" / "rls-fixture" / "release" / "rls-fixture"
 
 
 def snippet(name, **subst):
@@ -128,8 +134,9 @@ def wasm_filter(plugin_config, wasm=WASM, name="idp_ratelimit"):
 
 
 class Variant:
-    def __init__(self, name, label, filters, path, counted, plugin=None):
+    def __init__(self, name, label, filters, path, counted, plugin=None, fleet=False):
         self.name = name
+        self.fleet = fleet  # needs the rate-limit service's gRPC cluster
         self.label = label
         self.filters = filters  # () -> YAML text for @HTTP_FILTERS@
         self.path = path
@@ -162,6 +169,11 @@ VARIANTS = [
                 "auth0.tenant.per-second", "auth0.tenant.per-minute",
                 "auth0.endpoint.users.per-second",
                 "auth0.endpoint.users.per-minute")], AUTH0),
+    Variant("okta-fleet",
+            "idp-ratelimit, Okta enterprise, GET /api/v1/users, fleet mode (fixture RLS + redis)",
+            wasm_filter(OKTA_FLEET), "/api/v1/users",
+            [wasm_counter("okta.management.users"), "wasmcustom.idp_ratelimit.rls_calls"],
+            OKTA_FLEET, fleet=True),
     Variant("noop-wasm",
             "a no-op Rust proxy-wasm filter (bench/probe-filter): the wasm floor",
             wasm_filter("", PROBE_WASM, "probe"), "/api/v1/users", []),
@@ -287,7 +299,8 @@ def start(variant, envoy):
     name = variant.name
     cfg = WORK / f"{name}.yaml"
     text = (BENCH / "envoy.yaml.in").read_text().replace(
-        "@HTTP_FILTERS@", variant.filters())
+        "@HTTP_FILTERS@", variant.filters()).replace(
+        "@CLUSTERS@", json.dumps([FLEET.cluster()] if variant.fleet else []))
     cfg.write_text("\n".join(line for line in text.splitlines()) + "\n")
     admin_file = WORK / f"{name}.admin"
     if admin_file.exists():
@@ -377,12 +390,14 @@ def load(variant, h2load, n, log_file=None):
         cmd.append(f"--log-file={log_file}")
     pid = variant.proc.pid
     client_before = children_cpu()
+    fleet_before = FLEET.cpu_ticks() if variant.fleet else 0
     before = cpu_ticks(pid)
     t0 = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True,
                          preexec_fn=pin(LOAD_CPU))
     wall = time.monotonic() - t0
     after = cpu_ticks(pid)
+    fleet_ticks = FLEET.cpu_ticks() - fleet_before if variant.fleet else 0
     user, system = after[0] - before[0], after[1] - before[1]
     client_cpu = children_cpu() - client_before
     text = out.stdout + out.stderr
@@ -408,6 +423,7 @@ def load(variant, h2load, n, log_file=None):
         "wall_s": wall,
         "envoy_util": (user + system) / CLK_TCK / wall,
         "client_util": client_cpu / wall,
+        "fleet_us_per_req": fleet_ticks * 1e6 / CLK_TCK / n,
     }
     if log_file:
         lat = []
@@ -444,7 +460,8 @@ def check_counters(variant):
     bad = {k: v for k, v in s.items()
            if v and (k.endswith(".rejected") or k.endswith(".shadow_rejected")
                      or k.endswith(".rate_limited") or k.endswith("store_errors")
-                     or k.endswith("config_failures"))}
+                     or k.endswith("config_failures") or k.endswith("rls_failures")
+                     or k.endswith("rls_fallbacks"))}
     if bad:
         die(f"{variant.name}: requests were limited or failed: {bad}")
     for counter in variant.counted:
@@ -456,6 +473,82 @@ def check_counters(variant):
         if counted:
             die(f"okta-unmatched: the path matched a bucket after all: {counted}")
     variant.stats = {k: v for k, v in s.items() if v}
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Fleet:
+    """redis-server and the test-fixture rate-limit service for okta-fleet."""
+
+    def __init__(self):
+        self.procs = []
+        self.rls_port = None
+
+    def cluster(self):
+        addr = {"socket_address": {"address": "127.0.0.1", "port_value": self.rls_port}}
+        return {"name": "ratelimit", "type": "STATIC", "connect_timeout": "0.25s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}}}},
+                "load_assignment": {"cluster_name": "ratelimit", "endpoints": [
+                    {"lb_endpoints": [{"endpoint": {"address": addr}}]}]}}
+
+    def start(self):
+        redis = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+        if not redis:
+            die("okta-fleet needs redis-server (`make redis-server`, or REDIS_SERVER=<path>)")
+        log("bench: building the fixture rate-limit service and its config")
+        out = subprocess.run(["make", "--no-print-directory", "rls-fixture"], cwd=ROOT,
+                             capture_output=True, text=True)
+        if out.returncode != 0 or not RLS_FIXTURE.exists():
+            die(f"could not build tests/rls:\n{out.stdout}\n{out.stderr}")
+        plugin = WORK / "okta-fleet.plugin.json"
+        plugin.write_text(json.dumps(OKTA_FLEET))
+        out = subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "idp-ratelimit-cli",
+                              "--", "rls-config", str(plugin), "--server", "envoy-ratelimit"],
+                             cwd=ROOT, capture_output=True, text=True)
+        if out.returncode != 0:
+            die(f"idp-ratelimit rls-config failed:\n{out.stderr}")
+        (WORK / "okta-fleet.config.yaml").write_text(out.stdout)
+        redis_port, self.rls_port = free_port(), free_port()
+        self.procs.append(subprocess.Popen(
+            [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=pin(LOAD_CPU)))
+        self.procs.append(subprocess.Popen(
+            [str(RLS_FIXTURE), "--config", str(WORK / "okta-fleet.config.yaml"),
+             "--redis", f"127.0.0.1:{redis_port}", "--port", str(self.rls_port)],
+            stdout=subprocess.DEVNULL, stderr=open(WORK / "rls.log", "w"),
+            preexec_fn=pin(LOAD_CPU)))
+        import socket
+        deadline = time.monotonic() + 20
+        for port in (redis_port, self.rls_port):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        die(f"fleet service on {port} not listening")
+                    time.sleep(0.05)
+
+    def cpu_ticks(self):
+        return sum(sum(cpu_ticks(p.pid)) for p in self.procs if p.poll() is None)
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+
+
+FLEET = Fleet()
 
 
 def sample_headers(variant):
@@ -634,6 +727,31 @@ def report(variants, info, decisions):
                 f"| {fmt(x['wall_s'], 2)} | {fmt(x['envoy_util'], 2)} "
                 f"| {fmt(x['client_util'], 2)} |")
     add("")
+    fleet = next((v for v in variants if v.fleet and v.rounds), None)
+    local = next((v for v in variants if v.name == "okta" and v.rounds), None)
+    if fleet and local:
+        def vs(key):
+            return med([f[key] - o[key] for f, o in zip(fleet.rounds, local.rounds)])
+        add("## Fleet mode against local mode")
+        add("")
+        add("okta-fleet against okta (the same policy counted in this Envoy's shared "
+            "data), medians over rounds of the per-round difference. The rate-limit "
+            "service is the test fixture (tests/rls) over redis-server, both pinned "
+            f"to CPU {LOAD_CPU} with h2load, so they compete with the load generator; "
+            "a production envoyproxy/ratelimit or Limitador on its own host has other "
+            "numbers.")
+        add("")
+        add("| | okta (local) | okta-fleet | added |")
+        add("|---|---:|---:|---:|")
+        for key, label, digits in (("p50_us", "p50 latency µs", 0),
+                                   ("p99_us", "p99 latency µs", 0),
+                                   ("cpu_us_per_req", "Envoy CPU µs/req", 2),
+                                   ("rps", "req/s", 0)):
+            add(f"| {label} | {fmt(metric(local, key), digits)} | "
+                f"{fmt(metric(fleet, key), digits)} | {fmt(vs(key), digits)} |")
+        add(f"| fixture RLS + redis CPU µs/req | | "
+            f"{fmt(metric(fleet, 'fleet_us_per_req'), 2)} | |")
+        add("")
     add("Envoy RSS after the run and non-zero rate-limit counters:")
     add("")
     for v in variants:
@@ -680,6 +798,8 @@ def main():
 
     t_start = time.monotonic()
     try:
+        if any(v.fleet for v in variants):
+            FLEET.start()
         for v in variants:
             start(v, envoy)
         for v in variants:
@@ -701,6 +821,7 @@ def main():
             v.rss = rss_mib(v.proc.pid)
     finally:
         stop_all(variants)
+        FLEET.stop()
     log(f"bench: Envoy part took {time.monotonic() - t_start:.0f} s")
     info["load_after"] = loadavg()
 

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::identity;
 use crate::limiter::{Outcome, State};
 use crate::peak::PeakRecords;
-use crate::policy::{Bucket, Mode, Policy, Resolved, Scope};
+use crate::policy::{Mode, Policy, Resolved, Scope};
 use crate::response::{self, Dialect, HeaderStyle, Headers, LocalReply, Report};
 use crate::router::RouteError;
 use crate::store::{SharedStore, StoreError};
@@ -40,6 +40,8 @@ pub enum Verdict {
     Forward { headers: Headers, holds: Vec<Hold> },
     /// Answer here (a 429, or OneLogin's status endpoint).
     Reply(LocalReply),
+    /// Fleet mode: ask the rate-limit service, then `Engine::conclude`.
+    Ask(Box<Pending>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +82,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(verdict: Verdict) -> Decision {
+    pub(crate) fn new(verdict: Verdict) -> Decision {
         Decision {
             verdict,
             counts: Vec::new(),
@@ -108,12 +110,17 @@ pub struct Engine {
     pub(crate) table: SlotTable,
     /// One how-close record per bucket (see peak.rs).
     pub(crate) peaks: PeakRecords,
+    /// Fleet mode: the service and which buckets it counts.
+    pub fleet: Option<crate::rls::FleetPlan>,
 }
 
 impl Engine {
     /// `key_prefix` namespaces this filter instance's shared-data keys.
     pub fn new(config: Config, key_prefix: &str) -> Result<Engine, RouteError> {
         let groups = (config.max_keys / crate::table::WAYS as u32).max(1);
+        let fleet = config
+            .fleet
+            .map(|f| crate::rls::FleetPlan::new(f, &config.policy.buckets));
         let policy = Policy::compile(config.policy)?;
         Ok(Engine {
             vendor: config.vendor,
@@ -124,6 +131,7 @@ impl Engine {
             debug_headers: config.debug_headers,
             log_scope_keys: config.log_scope_keys,
             peaks: PeakRecords::new(key_prefix, &policy.buckets),
+            fleet,
             policy,
             table: SlotTable::new(key_prefix, groups),
         })
@@ -161,6 +169,8 @@ impl Engine {
     }
 
     /// Decides one request at `now_us`; `seed` makes the error id unique.
+    /// In fleet mode, buckets the rate-limit service counts are not counted
+    /// here: the verdict is `Ask`, concluded by `Engine::conclude`.
     pub fn decide(
         &self,
         store: &dyn SharedStore,
@@ -177,10 +187,8 @@ impl Engine {
             }
             Some(Resolved::Buckets(b)) => b,
         };
-        let mut decision = Decision::new(Verdict::Unlimited);
-        let mut holds: Vec<Hold> = Vec::new();
-        let mut report: Option<(&Bucket, Outcome, usize, String)> = None;
-        let mut shadow_refused = None;
+        let mut tally = Tally::default();
+        let mut remote = Vec::new();
         for index in buckets {
             let Some(bucket) = self.policy.buckets.get(index) else {
                 continue;
@@ -188,105 +196,209 @@ impl Engine {
             let Some(key) = Self::scope_key(&bucket.scope, facts) else {
                 continue;
             };
-            let fp = bucket.key_fingerprint(&key);
-            let taken =
-                match self
-                    .table
-                    .acquire(store, bucket.fingerprint, fp, &bucket.limit, now_us)
-                {
-                    Ok(t) => t,
-                    Err(e) => {
-                        decision.errors.push(e);
-                        continue;
-                    }
-                };
-            let outcome = taken.outcome;
-            decision.remaining.push((index, outcome.remaining));
-            if let Some((place, state)) = taken.written {
-                holds.push(Hold {
+            if self.counts_remotely(index) {
+                remote.push(Remote {
                     bucket: index,
-                    fingerprint: fp,
-                    place,
-                    state,
+                    key,
+                    hits: 1,
                 });
+                continue;
             }
-            if !outcome.admitted {
-                if self.mode == Mode::Enforce {
-                    // The earlier buckets' takes are given back below, so
-                    // they did not admit this request after all.
-                    decision.counts.retain(|(_, c)| *c != Count::Admitted);
-                    decision.counts.push((index, Count::Rejected));
-                    self.release(store, &holds, now_us, &mut decision.errors);
-                    let id = response::request_id(seed ^ now_us);
-                    let mut reply = response::too_many_requests(
-                        self.dialect,
-                        self.headers,
-                        bucket,
-                        &outcome,
-                        now_us,
-                        &id,
-                    );
-                    if self.debug_headers {
-                        reply.headers.push((DEBUG_HEADER, bucket.id.clone()));
-                    }
-                    decision.verdict = Verdict::Reply(reply);
-                    decision.summary = Some(Summary {
-                        bucket: index,
-                        remaining: outcome.remaining,
-                        limit: bucket.limit.limit,
-                        key: key.clone(),
-                        refused: Some(index),
-                    });
-                    decision.refused_key = Some(key);
-                    return decision;
-                }
-                decision.counts.push((index, Count::ShadowRejected));
-                shadow_refused = shadow_refused.or(Some(index));
-                if decision.refused_key.is_none() {
-                    decision.refused_key = Some(key.clone());
-                }
-            } else {
-                decision.counts.push((index, Count::Admitted));
-            }
-            if bucket.reported
-                && report.as_ref().is_none_or(|(b, r, _, _)| {
-                    tighter(&outcome, bucket.limit.limit, r, b.limit.limit)
-                })
-            {
-                report = Some((bucket, outcome, index, key));
+            if let Some(reply) = self.count_locally(store, index, key, now_us, seed, &mut tally) {
+                return tally.into_decision(Verdict::Reply(reply));
             }
         }
-        let headers = match report {
-            Some((b, outcome, index, key)) => {
+        if !remote.is_empty() {
+            let errors = std::mem::take(&mut tally.errors);
+            let mut d = Decision::new(Verdict::Ask(Box::new(Pending {
+                tally,
+                remote,
+                status: None,
+                seed,
+            })));
+            d.errors = errors;
+            return d;
+        }
+        self.forward(tally, now_us)
+    }
+
+    /// Whether the rate-limit service can report a bucket without counting:
+    /// envoyproxy/ratelimit honours a descriptor's `hits_addend` 0; Limitador
+    /// reads only the request's (0 meaning 1), and its `CheckRateLimit`
+    /// returns no numbers, so OneLogin's status endpoint is answered here.
+    fn service_can_peek(&self) -> bool {
+        self.fleet
+            .as_ref()
+            .is_some_and(|f| f.config.server == crate::rls::config::Server::EnvoyRatelimit)
+    }
+
+    /// Whether the rate-limit service counts bucket `index`.
+    pub fn counts_remotely(&self, index: usize) -> bool {
+        self.fleet
+            .as_ref()
+            .is_some_and(|f| f.remote.get(index).copied().unwrap_or(false))
+    }
+
+    /// Counts one request in bucket `index` under `key` in shared data.
+    /// `Some` is the 429 when the bucket refuses it (enforce mode).
+    pub(crate) fn count_locally(
+        &self,
+        store: &dyn SharedStore,
+        index: usize,
+        key: String,
+        now_us: u64,
+        seed: u64,
+        tally: &mut Tally,
+    ) -> Option<LocalReply> {
+        let bucket = self.policy.buckets.get(index)?;
+        let fp = bucket.key_fingerprint(&key);
+        let taken = match self
+            .table
+            .acquire(store, bucket.fingerprint, fp, &bucket.limit, now_us)
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tally.errors.push(e);
+                return None;
+            }
+        };
+        if let Some((place, state)) = taken.written {
+            tally.holds.push(Hold {
+                bucket: index,
+                fingerprint: fp,
+                place,
+                state,
+            });
+        }
+        self.record(
+            store,
+            index,
+            bucket.limit.limit,
+            taken.outcome,
+            key,
+            now_us,
+            seed,
+            tally,
+        )
+    }
+
+    /// Records what bucket `index` (whose limit is `limit`) said. A refusal
+    /// in enforce mode gives back what earlier buckets took here and
+    /// returns the vendor's 429.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record(
+        &self,
+        store: &dyn SharedStore,
+        index: usize,
+        limit: u64,
+        outcome: Outcome,
+        key: String,
+        now_us: u64,
+        seed: u64,
+        tally: &mut Tally,
+    ) -> Option<LocalReply> {
+        let bucket = self.policy.buckets.get(index)?;
+        tally.remaining.push((index, outcome.remaining));
+        if !outcome.admitted {
+            if self.mode == Mode::Enforce {
+                // The earlier buckets' takes are given back below, so
+                // they did not admit this request after all.
+                tally.counts.retain(|(_, c)| *c != Count::Admitted);
+                tally.counts.push((index, Count::Rejected));
+                self.release(store, &tally.holds, now_us, &mut tally.errors);
+                tally.holds.clear();
+                let id = response::request_id(seed ^ now_us);
+                let reported;
+                let bucket = if limit == bucket.limit.limit {
+                    bucket
+                } else {
+                    // The rate-limit service reported another limit.
+                    let mut b = bucket.clone();
+                    b.limit.limit = limit;
+                    reported = b;
+                    &reported
+                };
+                let mut reply = response::too_many_requests(
+                    self.dialect,
+                    self.headers,
+                    bucket,
+                    &outcome,
+                    now_us,
+                    &id,
+                );
+                if self.debug_headers {
+                    reply.headers.push((DEBUG_HEADER, bucket.id.clone()));
+                }
+                tally.summary = Some(Summary {
+                    bucket: index,
+                    remaining: outcome.remaining,
+                    limit,
+                    key: key.clone(),
+                    refused: Some(index),
+                });
+                tally.refused_key = Some(key);
+                return Some(reply);
+            }
+            tally.counts.push((index, Count::ShadowRejected));
+            tally.shadow_refused = tally.shadow_refused.or(Some(index));
+            if tally.refused_key.is_none() {
+                tally.refused_key = Some(key.clone());
+            }
+        } else {
+            tally.counts.push((index, Count::Admitted));
+        }
+        if bucket.reported
+            && tally
+                .report
+                .is_none_or(|(_, r, l)| tighter(&outcome, limit, &r, l))
+        {
+            tally.report = Some((index, outcome, limit));
+            tally.report_key = key;
+        }
+        None
+    }
+
+    /// Forwards the request with the headers of the tightest bucket.
+    pub(crate) fn forward(&self, tally: Tally, now_us: u64) -> Decision {
+        let mut tally = tally;
+        let headers = match tally
+            .report
+            .and_then(|(i, o, l)| Some((i, self.policy.buckets.get(i)?, o, l)))
+        {
+            Some((index, b, outcome, limit)) => {
                 let mut headers = response::rate_headers(
                     self.dialect,
                     self.headers,
                     b,
-                    &Report::new(b, &outcome),
+                    &Report {
+                        limit,
+                        remaining: outcome.remaining,
+                        reset_us: outcome.reset_us,
+                    },
                     now_us,
                 );
                 if self.debug_headers {
                     headers.push((DEBUG_HEADER, b.id.clone()));
                 }
-                decision.summary = Some(Summary {
+                tally.summary = Some(Summary {
                     bucket: index,
                     remaining: outcome.remaining,
-                    limit: b.limit.limit,
-                    key,
-                    refused: shadow_refused,
+                    limit,
+                    key: std::mem::take(&mut tally.report_key),
+                    refused: tally.shadow_refused,
                 });
                 headers
             }
             None => Headers::new(),
         };
+        let mut holds = std::mem::take(&mut tally.holds);
         holds.retain(|h| {
             self.policy
                 .buckets
                 .get(h.bucket)
                 .is_some_and(|b| b.release_on_upstream_failure)
         });
-        decision.verdict = Verdict::Forward { headers, holds };
-        decision
+        tally.into_decision(Verdict::Forward { headers, holds })
     }
 
     /// Gives back what `holds` took (a later bucket refused the request, or
@@ -316,7 +428,8 @@ impl Engine {
     }
 
     /// OneLogin's `GET /auth/rate_limit`: `bucket` (the route's target) as
-    /// the caller's key sees it, without counting the call.
+    /// the caller's key sees it, without counting the call: a peek here, or
+    /// (fleet mode) a `hits_addend` 0 descriptor to the service.
     fn status_endpoint(
         &self,
         store: &dyn SharedStore,
@@ -325,27 +438,79 @@ impl Engine {
         bucket: usize,
         now_us: u64,
     ) -> Decision {
-        let Some(bucket) = self.policy.buckets.get(bucket) else {
+        let index = bucket;
+        let Some(bucket) = self.policy.buckets.get(index) else {
             return Decision::new(Verdict::Unlimited);
         };
         let key = Self::scope_key(&bucket.scope, facts).unwrap_or_default();
-        let fp = bucket.key_fingerprint(&key);
+        let status = StatusQuery {
+            bucket: index,
+            method: method.to_string(),
+            authorization: facts.header("authorization"),
+        };
+        if self.counts_remotely(index) && self.service_can_peek() {
+            return Decision::new(Verdict::Ask(Box::new(Pending {
+                tally: Tally::default(),
+                remote: vec![Remote {
+                    bucket: index,
+                    key,
+                    hits: 0,
+                }],
+                status: Some(status),
+                seed: 0,
+            })));
+        }
+        self.status_locally(store, &key, &status, now_us)
+    }
+
+    /// The status endpoint's answer from this Envoy's shared data.
+    pub(crate) fn status_locally(
+        &self,
+        store: &dyn SharedStore,
+        key: &str,
+        status: &StatusQuery,
+        now_us: u64,
+    ) -> Decision {
+        let Some(bucket) = self.policy.buckets.get(status.bucket) else {
+            return Decision::new(Verdict::Unlimited);
+        };
+        let fp = bucket.key_fingerprint(key);
         let mut errors = Vec::new();
-        let mut outcome = self
+        let outcome = self
             .table
             .peek(store, bucket.fingerprint, fp, &bucket.limit, now_us)
             .unwrap_or_else(|e| {
                 errors.push(e);
                 bucket.limit.peek(None, now_us)
             });
+        let mut d = self.status_reply(status, bucket.limit.limit, outcome, now_us);
+        d.errors = errors;
+        d
+    }
+
+    /// The status endpoint's answer for the account bucket's `outcome`.
+    pub(crate) fn status_reply(
+        &self,
+        status: &StatusQuery,
+        limit: u64,
+        mut outcome: Outcome,
+        now_us: u64,
+    ) -> Decision {
+        let Some(bucket) = self.policy.buckets.get(status.bucket) else {
+            return Decision::new(Verdict::Unlimited);
+        };
         // No window open: the next call would open a full one.
         if outcome.reset_us <= now_us {
             outcome.reset_us = now_us.saturating_add(bucket.limit.window_us);
         }
-        let report = Report::new(bucket, &outcome);
+        let report = Report {
+            limit,
+            remaining: outcome.remaining,
+            reset_us: outcome.reset_us,
+        };
         let mut reply = response::onelogin_status(
-            method,
-            facts.header("authorization").as_deref(),
+            &status.method,
+            status.authorization.as_deref(),
             &report,
             now_us,
         );
@@ -358,10 +523,70 @@ impl Engine {
                 now_us,
             ));
         }
-        let mut d = Decision::new(Verdict::Reply(reply));
-        d.errors = errors;
-        d
+        Decision::new(Verdict::Reply(reply))
     }
+}
+
+/// What a request has counted so far, and what to report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub(crate) counts: Vec<(usize, Count)>,
+    /// Places taken here, given back if a later bucket refuses.
+    pub(crate) holds: Vec<Hold>,
+    /// The tightest bucket so far: index, outcome, its limit.
+    pub(crate) report: Option<(usize, Outcome, u64)>,
+    /// The scope key of the `report` bucket (for the access-log summary).
+    pub(crate) report_key: String,
+    /// Per bucket counted: what it had left, as written (how-close gauge).
+    pub(crate) remaining: Vec<(usize, u64)>,
+    /// The first bucket that would have refused (shadow mode).
+    pub(crate) shadow_refused: Option<usize>,
+    pub(crate) summary: Option<Summary>,
+    pub(crate) refused_key: Option<String>,
+    pub(crate) errors: Vec<StoreError>,
+}
+
+impl Tally {
+    pub(crate) fn into_decision(self, verdict: Verdict) -> Decision {
+        Decision {
+            verdict,
+            counts: self.counts,
+            remaining: self.remaining,
+            refused_key: self.refused_key,
+            summary: self.summary,
+            errors: self.errors,
+        }
+    }
+}
+
+/// A bucket the rate-limit service is asked to count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    pub bucket: usize,
+    /// The scope key (org host, client IP, header value).
+    pub key: String,
+    /// 1, or 0 to look without counting.
+    pub hits: u64,
+}
+
+/// OneLogin's status endpoint, as asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusQuery {
+    /// The account bucket the route names.
+    pub bucket: usize,
+    pub method: String,
+    pub authorization: Option<String>,
+}
+
+/// A request waiting for the rate-limit service: what the buckets counted
+/// here said, and what to ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub(crate) tally: Tally,
+    pub remote: Vec<Remote>,
+    /// Set for OneLogin's status endpoint (answered, not forwarded).
+    pub status: Option<StatusQuery>,
+    pub(crate) seed: u64,
 }
 
 /// Whether `a` (of a bucket with limit `a_limit`) is closer to empty than
@@ -434,7 +659,7 @@ mod tests {
         let headers = match &d.verdict {
             Verdict::Forward { headers, .. } => headers,
             Verdict::Reply(r) => &r.headers,
-            Verdict::Unlimited => return None,
+            Verdict::Unlimited | Verdict::Ask(_) => return None,
         };
         headers
             .iter()

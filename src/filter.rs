@@ -6,13 +6,15 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use prost::Message;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use crate::engine::{Count, Decision, Engine, Hold, RequestFacts, Verdict};
+use crate::engine::{Count, Decision, Engine, Hold, Pending, RequestFacts, Verdict};
 use crate::peak::{self, Marks};
 use crate::response::Headers;
+use crate::rls::breaker::Breaker;
 use crate::store::{SharedStore, StoreError};
 
 proxy_wasm::main! {{
@@ -74,12 +76,29 @@ struct Metrics {
     /// capacity (`max_keys / 4` groups + an overflow entry and a peak record
     /// per bucket).
     keys_created: Option<u32>,
+    /// Fleet mode: calls made, calls that failed, requests `on_failure` decided.
+    rls_calls: Option<u32>,
+    rls_failures: Option<u32>,
+    rls_fallbacks: Option<u32>,
+}
+
+fn bump(id: Option<u32>) {
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
 }
 
 impl Metrics {
     fn define(engine: &Engine) -> Metrics {
         let counter = |name: String| hostcalls::define_metric(MetricType::Counter, &name).ok();
         let gauge = |name: String| hostcalls::define_metric(MetricType::Gauge, &name).ok();
+        // Defined only in fleet mode, so a local-only filter's stats are unchanged.
+        let fleet = |name: &str| {
+            engine
+                .fleet
+                .as_ref()
+                .and_then(|_| hostcalls::define_metric(MetricType::Counter, name).ok())
+        };
         Metrics {
             peak: engine
                 .policy
@@ -98,6 +117,9 @@ impl Metrics {
                 .collect(),
             store_errors: counter(format!("{}.store_errors", engine.stat_prefix)),
             keys_created: counter(format!("{}.shared_data_keys_created", engine.stat_prefix)),
+            rls_calls: fleet(&format!("{}.rls_calls", engine.stat_prefix)),
+            rls_failures: fleet(&format!("{}.rls_failures", engine.stat_prefix)),
+            rls_fallbacks: fleet(&format!("{}.rls_fallbacks", engine.stat_prefix)),
         }
     }
 
@@ -133,6 +155,11 @@ impl Metrics {
 struct Plugin {
     engine: Engine,
     metrics: Metrics,
+    breaker: Breaker,
+    /// Fleet mode: the serialized `GrpcService` naming the cluster (see `rls::proto::GrpcService`).
+    grpc_service: Vec<u8>,
+    /// Whether this worker has logged that the service lacks a bucket's limit.
+    warned_unconfigured: Cell<bool>,
     /// This worker's how-close high-water marks.
     marks: RefCell<Marks>,
 }
@@ -268,11 +295,49 @@ impl RootContext for Root {
         }
         let metrics = Metrics::define(&engine);
         metrics.keys_created(store.created.get());
-        let marks = RefCell::new(Marks::new(engine.policy.buckets.len()));
+        let buckets = engine.policy.buckets.len();
+        let mut grpc_service = Vec::new();
+        if let Some(fleet) = engine.fleet.as_ref() {
+            let f = &fleet.config;
+            grpc_service = crate::rls::proto::GrpcService {
+                envoy_grpc: Some(crate::rls::proto::EnvoyGrpc {
+                    cluster_name: f.cluster.clone(),
+                }),
+            }
+            .encode_to_vec();
+            let remote = fleet.remote.iter().filter(|r| **r).count();
+            log::info!(
+                "fleet mode: {remote} of {} buckets counted by {} at cluster {:?} (domain {:?}, \
+                 timeout {} ms, on_failure {:?})",
+                engine.policy.buckets.len(),
+                f.server.name(),
+                f.cluster,
+                f.domain,
+                f.timeout_ms,
+                f.on_failure
+            );
+            match raw::probe_cluster(&grpc_service) {
+                0 => {}
+                // Envoy 1.40: InternalFailure when the named cluster is missing.
+                2 | 10 => log::warn!(
+                    "fleet.cluster: Envoy has no cluster {:?} (yet); until it has, every call \
+                     fails and on_failure {:?} applies",
+                    f.cluster,
+                    f.on_failure
+                ),
+                status => log::info!(
+                    "fleet.cluster: could not check cluster {:?} now (host status {status})",
+                    f.cluster
+                ),
+            }
+        }
         self.plugin = Some(Rc::new(Plugin {
             engine,
             metrics,
-            marks,
+            breaker: Breaker::new(&prefix),
+            grpc_service,
+            warned_unconfigured: Cell::new(false),
+            marks: RefCell::new(Marks::new(buckets)),
         }));
         // Only brings idle buckets' gauges back to 0; counting never waits on it.
         let _ = hostcalls::set_tick_period(Duration::from_secs(1));
@@ -292,6 +357,7 @@ impl RootContext for Root {
             context_id,
             headers: Headers::new(),
             holds: Vec::new(),
+            waiting: None,
         }))
     }
 
@@ -307,9 +373,171 @@ struct Http {
     headers: Headers,
     /// Held places to give back if the upstream refuses the request.
     holds: Vec<Hold>,
+    /// Fleet mode: the call in flight and what the request waits on.
+    waiting: Option<(u32, Pending)>,
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_grpc_call_response(&mut self, token: u32, status_code: u32, size: usize) {
+        let Some((expected, pending)) = self.waiting.take() else {
+            return;
+        };
+        if token != expected {
+            self.waiting = Some((expected, pending));
+            return;
+        }
+        let plugin = self.plugin.clone();
+        let Some(fleet) = plugin.engine.fleet.as_ref() else {
+            // Not reached (only fleet mode calls out); never leave a request paused.
+            let _ = raw::resume_request();
+            return;
+        };
+        let store = EnvoySharedData::default();
+        let now = now_us();
+        let answer = if status_code != 0 {
+            Err(format!("gRPC status {}", grpc_status_name(status_code)))
+        } else {
+            match hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size) {
+                Ok(bytes) => {
+                    let asked: Vec<&str> = pending
+                        .remote
+                        .iter()
+                        .filter_map(|r| plugin.engine.policy.buckets.get(r.bucket))
+                        .map(|b| b.id.as_str())
+                        .collect();
+                    crate::rls::answer::read(
+                        fleet.config.server,
+                        &bytes.unwrap_or_default(),
+                        &asked,
+                    )
+                }
+                Err(s) => Err(format!("could not read the answer: {s:?}")),
+            }
+        };
+        let answer = match answer {
+            Ok(a) => {
+                if let Err(e) = plugin.breaker.success(&store) {
+                    log::warn!("rate-limit breaker: {e}");
+                }
+                let unlimited = pending
+                    .remote
+                    .iter()
+                    .zip(&a.statuses)
+                    .find(|(_, s)| s.is_none())
+                    .and_then(|(r, _)| plugin.engine.policy.buckets.get(r.bucket));
+                if let (Some(b), crate::rls::config::Server::EnvoyRatelimit) =
+                    (unlimited, fleet.config.server)
+                {
+                    if !plugin.warned_unconfigured.replace(true) {
+                        log::warn!(
+                            "the rate-limit service has no limit for bucket {} in domain {:?}: \
+                             it is not limited there; deploy the config.yaml generated from this \
+                             configuration (logged once per worker)",
+                            b.id,
+                            fleet.config.domain
+                        );
+                    }
+                }
+                Some(a)
+            }
+            Err(why) => {
+                self.failed(&plugin, &store, &why, now);
+                None
+            }
+        };
+        let decision = plugin
+            .engine
+            .conclude(&store, pending, answer.as_ref(), now);
+        if answer.is_none() {
+            bump(plugin.metrics.rls_fallbacks);
+        }
+        if self.apply(decision, &store, now) == Action::Continue && raw::resume_request() != 0 {
+            log::warn!("could not resume the request after the rate-limit answer");
+        }
+    }
+}
+
+/// The gRPC status code's name, for logs.
+fn grpc_status_name(code: u32) -> String {
+    let name = match code {
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        4 => "DEADLINE_EXCEEDED",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        // Also what Envoy 1.40 reports when fleet.timeout_ms runs out.
+        14 => "UNAVAILABLE",
+        _ => "",
+    };
+    format!("{code} {name}").trim_end().to_string()
+}
+
+/// Host calls made without the SDK's wrappers, which panic on statuses
+/// Envoy does return (proxy-wasm-rust-sdk#255): the raw status is handled.
+mod raw {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_continue_stream(stream_type: u32) -> u32;
+        #[allow(clippy::too_many_arguments)]
+        fn proxy_grpc_call(
+            upstream: *const u8,
+            upstream_len: usize,
+            service: *const u8,
+            service_len: usize,
+            method: *const u8,
+            method_len: usize,
+            metadata: *const u8,
+            metadata_len: usize,
+            message: *const u8,
+            message_len: usize,
+            timeout_ms: u32,
+            token: *mut u32,
+        ) -> u32;
+        fn proxy_grpc_cancel(token: u32) -> u32;
+    }
+
+    const HTTP_REQUEST: u32 = 0;
+
+    /// Resumes the paused request; the proxy-wasm status (0 = Ok).
+    pub fn resume_request() -> u32 {
+        // SAFETY: a host call with plain integer arguments.
+        unsafe { proxy_continue_stream(HTTP_REQUEST) }
+    }
+
+    /// Whether Envoy can call the cluster the serialized `grpc_service` names: the raw status, 0 when it can; Envoy 1.40 answers
+    /// InternalFailure (10) for a missing cluster (BadArgument, 2, by bare
+    /// name in older hosts). A call it accepts (to a method no server has,
+    /// with no message) is cancelled at once.
+    pub fn probe_cluster(grpc_service: &[u8]) -> u32 {
+        let service = crate::rls::proto::SERVICE;
+        let method = "IdpRateLimitConfigureProbe";
+        // An empty header map: a u32 count of 0.
+        let metadata = [0u8; 4];
+        let mut token = 0u32;
+        // SAFETY: every pointer/length pair is a live slice; `token` outlives the call.
+        let status = unsafe {
+            proxy_grpc_call(
+                grpc_service.as_ptr(),
+                grpc_service.len(),
+                service.as_ptr(),
+                service.len(),
+                method.as_ptr(),
+                method.len(),
+                metadata.as_ptr(),
+                metadata.len(),
+                std::ptr::null(),
+                0,
+                1000,
+                &mut token,
+            )
+        };
+        if status == 0 {
+            // SAFETY: plain integer argument.
+            let _ = unsafe { proxy_grpc_cancel(token) };
+        }
+        status
+    }
+}
 
 /// The request as Envoy's host calls see it, each value fetched at most once
 /// (several buckets ask for the same `:authority`). Header values that are
@@ -357,28 +585,13 @@ impl RequestFacts for EnvoyRequest {
     }
 }
 
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let now = now_us();
+impl Http {
+    /// Sends the decision: forward (headers for the response) or a local reply.
+    fn apply(&mut self, decision: Decision, store: &EnvoySharedData, now: u64) -> Action {
         let engine = &self.plugin.engine;
-        let store = EnvoySharedData::default();
-        let decision = engine.decide(
-            &store,
-            &EnvoyRequest::default(),
-            now,
-            u64::from(self.context_id),
-        );
         self.plugin.metrics.record(&decision);
-        self.plugin.observe_peaks(&decision, now, &store);
+        self.plugin.observe_peaks(&decision, now, store);
         self.plugin.publish_log_line(&decision);
-        if store.created.get() > 0 {
-            // Only if configure could not create the table; see table.rs.
-            log::warn!(
-                "created {} shared-data keys on the request path",
-                store.created.get()
-            );
-            self.plugin.metrics.keys_created(store.created.get());
-        }
         for e in &decision.errors {
             log::warn!("counter store failed, request let through: {e}");
         }
@@ -398,7 +611,7 @@ impl HttpContext for Http {
             }
         }
         match decision.verdict {
-            Verdict::Unlimited => Action::Continue,
+            Verdict::Unlimited | Verdict::Ask(_) => Action::Continue,
             Verdict::Forward { headers, holds } => {
                 self.headers = headers;
                 self.holds = holds;
@@ -423,6 +636,113 @@ impl HttpContext for Http {
                 }
             }
         }
+    }
+
+    /// Fleet mode: one call to the rate-limit service, the request paused
+    /// until it answers; or, if the call cannot be made, `on_failure` now.
+    fn ask(
+        &mut self,
+        plugin: &Rc<Plugin>,
+        store: &EnvoySharedData,
+        pending: Pending,
+        now: u64,
+    ) -> Action {
+        let Some(fleet) = plugin.engine.fleet.as_ref() else {
+            return Action::Continue;
+        };
+        let allowed = plugin.breaker.allows(store, now).unwrap_or_else(|e| {
+            log::warn!("rate-limit breaker: {e}");
+            true
+        });
+        if allowed {
+            let message = crate::rls::request::encode(
+                &fleet.config.domain,
+                &plugin.engine.policy.buckets,
+                &pending.remote,
+            );
+            bump(plugin.metrics.rls_calls);
+            // A serialized GrpcService, not a bare name (see rls::proto::GrpcService);
+            // valid UTF-8 for every cluster name the configuration accepts.
+            let call = std::str::from_utf8(&plugin.grpc_service)
+                .map_err(|_| "the cluster name does not encode as UTF-8".to_string())
+                .and_then(|upstream| {
+                    hostcalls::dispatch_grpc_call(
+                        upstream,
+                        crate::rls::proto::SERVICE,
+                        crate::rls::proto::METHOD,
+                        Vec::new(),
+                        Some(&message),
+                        std::time::Duration::from_millis(fleet.config.timeout_ms),
+                    )
+                    .map_err(|s| format!("dispatch refused: {s:?}"))
+                });
+            match call {
+                Ok(token) => {
+                    self.waiting = Some((token, pending));
+                    return Action::Pause;
+                }
+                Err(why) => self.failed(plugin, store, &why, now),
+            }
+        }
+        bump(plugin.metrics.rls_fallbacks);
+        let decision = plugin.engine.conclude(store, pending, None, now);
+        self.apply(decision, store, now)
+    }
+
+    /// A call failed: log it naming the cluster, count it, feed the breaker.
+    fn failed(&self, plugin: &Plugin, store: &EnvoySharedData, why: &str, now: u64) {
+        bump(plugin.metrics.rls_failures);
+        let Some(fleet) = plugin.engine.fleet.as_ref() else {
+            return;
+        };
+        let f = &fleet.config;
+        let opened = plugin.breaker.failure(store, now).unwrap_or_else(|e| {
+            log::warn!("rate-limit breaker: {e}");
+            false
+        });
+        log::warn!(
+            "rate-limit service at cluster {:?} failed: {why}; on_failure {:?}{}",
+            f.cluster,
+            f.on_failure,
+            if opened {
+                format!(
+                    "; not called again for {} ms",
+                    crate::rls::breaker::BACKOFF_US / 1000
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let now = now_us();
+        let plugin = self.plugin.clone();
+        let engine = &plugin.engine;
+        let store = EnvoySharedData::default();
+        let decision = engine.decide(
+            &store,
+            &EnvoyRequest::default(),
+            now,
+            u64::from(self.context_id),
+        );
+        if store.created.get() > 0 {
+            // Only if configure could not create the table; see table.rs.
+            log::warn!(
+                "created {} shared-data keys on the request path",
+                store.created.get()
+            );
+            plugin.metrics.keys_created(store.created.get());
+        }
+        if let Verdict::Ask(pending) = decision.verdict {
+            for e in &decision.errors {
+                log::warn!("counter store failed, request let through: {e}");
+            }
+            return self.ask(&plugin, &store, *pending, now);
+        }
+        self.apply(decision, &store, now)
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {

@@ -5,7 +5,9 @@
 //! public surface is what the filter's users outside the crate need: the
 //! benches, the fuzz targets and the operator CLI (`cli/`: parse and configure,
 //! compile and resolve a policy, its route patterns and methods, normalise a
-//! path, read the catalogs, run whole decisions against a store). The rest is
+//! path, read the catalogs, run whole decisions against a store; `rls-config`
+//! generates a rate-limit service's configuration), and fleet mode's test
+//! fixture (`tests/rls`: the protocol's messages in `rls::proto`). The rest is
 //! `pub(crate)`.
 
 pub mod catalog;

@@ -37,7 +37,8 @@ pub enum Failure {
 #[command(
     name = "idp-ratelimit",
     version,
-    about = "Check, explain and list an idp-ratelimit plugin configuration before it reaches Envoy",
+    about = "Check, explain and list an idp-ratelimit plugin configuration before it reaches Envoy, \
+             and generate its rate-limit service's configuration",
     after_help = "CONFIG is a plugin JSON file, the JSON itself (an argument starting with '{'), \
                   or a YAML file: Istio WasmPlugins (spec.pluginConfig) or an Envoy \
                   configuration (each Wasm filter's configuration value), in any document.\n\
@@ -48,9 +49,7 @@ struct Cli {
     command: Command,
 }
 
-/// The subcommands. `rls-config` (a rate-limit service's configuration from
-/// a plugin configuration, `--server envoy-ratelimit|limitador`) belongs to
-/// the fleet work and slots in here as one more variant.
+/// The subcommands.
 #[derive(Subcommand)]
 enum Command {
     /// Check configurations exactly as the filter does when Envoy configures it
@@ -94,6 +93,23 @@ enum Command {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
+    },
+    /// Print the fleet-mode rate-limit service's configuration, generated from
+    /// the same policy the filter runs: an envoyproxy/ratelimit config.yaml or
+    /// a Limitador limits.yaml (its comments name every bucket counted
+    /// inexactly or kept in each Envoy)
+    RlsConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Which rate-limit service
+        #[arg(
+            long,
+            default_value = "envoy-ratelimit",
+            value_parser = clap::builder::PossibleValuesParser::new(
+                idp_ratelimit::rls::config::Server::NAMES
+            )
+        )]
+        server: String,
     },
 }
 
@@ -194,6 +210,13 @@ fn run(command: Command) -> Exit {
                 routes::Format::Text
             };
             routes::render(&routes::tables(&bytes, &plans)?, !plans.is_empty(), format)
+        }),
+        Command::RlsConfig { config, server } => config.bytes().and_then(|bytes| {
+            let server = idp_ratelimit::rls::config::Server::from_name(&server)
+                .ok_or_else(|| Failure::Usage(format!("--server {server:?}")))?;
+            idp_ratelimit::rls::generate::from_plugin_config(&bytes, server)
+                .map(|g| g.yaml)
+                .map_err(|e| Failure::Invalid(format!("configuration refused: {e}")))
         }),
     };
     match result {

@@ -346,3 +346,66 @@ fn readme_route_tables_are_routes_output() {
         std::fs::write(&path, rebuilt).expect("write README");
     }
 }
+
+#[test]
+fn rls_config_matches_its_golden_output() {
+    let onelogin = r#"{"vendor": "onelogin", "fleet": {"cluster": "ratelimit"}}"#;
+    golden(
+        "rls-config-onelogin-envoy-ratelimit.yaml",
+        &["rls-config", onelogin, "--server", "envoy-ratelimit"],
+    );
+    golden(
+        "rls-config-onelogin-limitador.yaml",
+        &["rls-config", onelogin, "--server", "limitador"],
+    );
+    golden(
+        "rls-config-auth0-shadow.yaml",
+        &[
+            "rls-config",
+            r#"{"vendor": "auth0", "plan": "free", "mode": "shadow"}"#,
+        ],
+    );
+    // From a manifest, as `check` reads it: the Istio fleet example.
+    let (code, out, err) = run(&["rls-config", "envoy/istio/fleet/okta-fleet.yaml"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(out.contains("\ndomain: \"idp_ratelimit\"\n"), "{out}");
+    assert!(out.contains("value: \"okta.management.users\""), "{out}");
+    // The same text the library generates (what the end-to-end fixture reads).
+    let bytes = br#"{"vendor": "onelogin", "fleet": {"cluster": "ratelimit"}}"#;
+    let lib = idp_ratelimit::rls::generate::from_plugin_config(
+        bytes,
+        idp_ratelimit::rls::config::Server::EnvoyRatelimit,
+    )
+    .unwrap();
+    assert_eq!(
+        run(&["rls-config", onelogin]).1,
+        lib.yaml,
+        "default server is envoy-ratelimit"
+    );
+}
+
+#[test]
+fn rls_config_refuses_what_the_filter_refuses() {
+    let bad = r#"{"vendor": "okta", "plan": "enterprise", "fleet": {"cluster": "r", "on_failure": "maybe"}}"#;
+    let (code, out, err) = run(&["rls-config", bad]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(err, format!("idp-ratelimit: {}\n", filter_refusal(bad)));
+    let (code, _, err) = run(&[
+        "rls-config",
+        "{\"vendor\": \"onelogin\"}",
+        "--server",
+        "redis",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn the_istio_fleet_example_checks_clean() {
+    let file = "envoy/istio/fleet/okta-fleet.yaml";
+    let (code, out, err) = run(&["check", file]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(
+        out.contains("WasmPlugin idp-ratelimit-okta-fleet: ok: okta/enterprise"),
+        "{out}"
+    );
+}

@@ -81,10 +81,15 @@ fn err<T>(field: &str, problem: impl Into<String>) -> Result<T, ConfigError> {
     })
 }
 
+/// The longest cluster name: the filter hands Envoy the cluster as a
+/// serialized `GrpcService` through a string argument, which stays valid
+/// UTF-8 only while every length prefix is one byte (see `rls::proto`).
+pub const MAX_CLUSTER_NAME: usize = 125;
+
 /// Envoy cluster names are free text, but one that cannot appear in a
 /// bootstrap unquoted is surely a mistake.
 fn is_cluster_name(s: &str) -> bool {
-    (1..=255).contains(&s.len())
+    (1..=MAX_CLUSTER_NAME).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:|".contains(&b))
 }
@@ -135,7 +140,9 @@ pub fn parse_fleet(v: &Value) -> Result<Fleet, ConfigError> {
     if !is_cluster_name(cluster) {
         return err(
             "cluster",
-            format!("{cluster:?} is not a cluster name (1-255 of letters, digits, - _ . : |)"),
+            format!(
+                "{cluster:?} is not a cluster name (1-{MAX_CLUSTER_NAME} of letters, digits, - _ . : |)"
+            ),
         );
     }
     let domain = match o.get("domain") {
@@ -243,6 +250,8 @@ mod tests {
         );
         assert!(problem(json!({"cluster": "a b"})).starts_with("field `fleet.cluster`: \"a b\""));
         assert!(problem(json!({"cluster": ""})).starts_with("field `fleet.cluster`"));
+        let long = "c".repeat(MAX_CLUSTER_NAME + 1);
+        assert!(problem(json!({ "cluster": long })).starts_with("field `fleet.cluster`"));
         assert!(problem(json!({"cluster": "r", "domain": ""})).starts_with("field `fleet.domain`"));
         assert!(
             problem(json!({"cluster": "r", "domain": "a/b"})).starts_with("field `fleet.domain`")

@@ -310,6 +310,23 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_cluster_name_encodes_as_valid_utf8() {
+        let name = "c".repeat(crate::rls::config::MAX_CLUSTER_NAME);
+        let bytes = GrpcService {
+            envoy_grpc: Some(EnvoyGrpc { cluster_name: name }),
+        }
+        .encode_to_vec();
+        assert!(std::str::from_utf8(&bytes).is_ok());
+        let longer = GrpcService {
+            envoy_grpc: Some(EnvoyGrpc {
+                cluster_name: "c".repeat(crate::rls::config::MAX_CLUSTER_NAME + 1),
+            }),
+        }
+        .encode_to_vec();
+        assert!(std::str::from_utf8(&longer).is_err());
+    }
+
+    #[test]
     fn units_match_envoy_ratelimit_dividers() {
         assert_eq!(Unit::Minute.seconds(), Some(60));
         assert_eq!(Unit::of_seconds(3600), Some(Unit::Hour));

@@ -63,7 +63,7 @@ pub fn wasm_path() -> PathBuf {
         "target/wasm32-wasip1/release/idp_ratelimit.wasm",
     )
 }
-fn env_or_crate_path(var: &str, rel: &str) -> PathBuf {
+pub fn env_or_crate_path(var: &str, rel: &str) -> PathBuf {
     match std::env::var_os(var) {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
@@ -93,6 +93,9 @@ pub struct EnvoyOptions {
     pub with_filter: bool,
     /// Override the wasm module (default: `wasm_path()`).
     pub wasm: Option<PathBuf>,
+    /// An HTTP/2 (gRPC) cluster `(name, port on 127.0.0.1)`, e.g. the fleet
+    /// rate-limit service (`fleet::Rls`).
+    pub grpc_cluster: Option<(String, u16)>,
 }
 
 impl Default for EnvoyOptions {
@@ -108,6 +111,7 @@ impl Default for EnvoyOptions {
             extra_args: Vec::new(),
             with_filter: true,
             wasm: None,
+            grpc_cluster: None,
         }
     }
 }
@@ -159,9 +163,22 @@ fn bootstrap(o: &EnvoyOptions, wasm: &Path) -> serde_json::Value {
             "response_headers_to_add": marker, "routes": routes}]}});
     let local0 = json!({"socket_address": {"address": "127.0.0.1", "port_value": 0}});
     let hcm = json!({"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm});
+    let mut clusters = Vec::new();
+    if let Some((name, port)) = &o.grpc_cluster {
+        let http2 = json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": format!("{T}envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+            "explicit_http_config": {"http2_protocol_options": {}}}});
+        let address = json!({"socket_address": {"address": "127.0.0.1", "port_value": port}});
+        clusters.push(json!({
+            "name": name, "type": "STATIC", "connect_timeout": "0.25s",
+            "typed_extension_protocol_options": http2,
+            "load_assignment": {"cluster_name": name, "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": address}}]}]}}));
+    }
     json!({"admin": {"address": local0},
            "static_resources": {"listeners": [{"name": "main", "address": local0,
-                                               "filter_chains": [{"filters": [hcm]}]}]}})
+                                               "filter_chains": [{"filters": [hcm]}]}],
+                                "clusters": clusters}})
 }
 
 pub struct Envoy {
@@ -397,18 +414,18 @@ impl Drop for Envoy {
     }
 }
 
-const SIGKILL: i32 = 9;
+pub const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
 const PR_SET_PDEATHSIG: i32 = 1;
 extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
+    pub fn kill(pid: i32, sig: i32) -> i32;
     fn prctl(option: i32, ...) -> i32;
 }
 
 /// Spawns with PR_SET_PDEATHSIG=SIGKILL so envoy dies with the test binary even if that is killed
 /// or an `Envoy` is leaked (statics are never dropped). The signal fires when the spawning *thread*
 /// exits, so every spawn goes through one helper thread that lives as long as the process.
-fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
+pub fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
     type Job = (Command, mpsc::Sender<io::Result<Child>>);
     static SPAWNER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
