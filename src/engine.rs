@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::identity;
 use crate::limiter::{Outcome, State};
 use crate::peak::PeakRecords;
-use crate::policy::{Mode, Policy, Resolved, Scope};
+use crate::policy::{Bucket, Mode, Policy, Resolved, Scope};
 use crate::response::{self, Dialect, HeaderStyle, Headers, LocalReply, Report};
 use crate::router::RouteError;
 use crate::store::{SharedStore, StoreError};
@@ -36,8 +36,13 @@ pub enum Verdict {
     /// No limited route: forward untouched.
     Unlimited,
     /// Forward; add `headers` to the response; release `holds` if the
-    /// upstream answers with a non-2xx status.
-    Forward { headers: Headers, holds: Vec<Hold> },
+    /// upstream answers with a non-2xx status, and `in_flight` when the
+    /// stream ends, however it ends.
+    Forward {
+        headers: Headers,
+        holds: Vec<Hold>,
+        in_flight: Vec<Hold>,
+    },
     /// Answer here (a 429, or OneLogin's status endpoint).
     Reply(LocalReply),
     /// Fleet mode: ask the rate-limit service, then `Engine::conclude`.
@@ -106,6 +111,8 @@ pub struct Engine {
     pub headers: HeaderStyle,
     pub debug_headers: bool,
     pub log_scope_keys: bool,
+    /// OneLogin: send `Retry-After` on 429s (OneLogin itself sends none).
+    pub retry_after: bool,
     pub policy: Policy,
     pub(crate) table: SlotTable,
     /// One how-close record per bucket (see peak.rs).
@@ -128,6 +135,7 @@ impl Engine {
             dialect: config.dialect,
             mode: config.mode,
             headers: config.headers,
+            retry_after: config.retry_after,
             debug_headers: config.debug_headers,
             log_scope_keys: config.log_scope_keys,
             peaks: PeakRecords::new(key_prefix, &policy.buckets),
@@ -135,6 +143,14 @@ impl Engine {
             policy,
             table: SlotTable::new(key_prefix, groups),
         })
+    }
+
+    fn voice(&self) -> response::Voice {
+        response::Voice {
+            dialect: self.dialect,
+            headers: self.headers,
+            onelogin_retry_after: self.retry_after,
+        }
     }
 
     /// Creates every shared-data key this instance will use (configure time).
@@ -164,6 +180,39 @@ impl Engine {
                 .unwrap_or_else(|| "\u{0}missing".to_string()),
             Scope::JwtSubjectWithScope(part) => {
                 identity::jwt_subject_with_scope(&facts.header("authorization")?, part)?
+            }
+            Scope::OktaClient { client_id } => {
+                let host = identity::host_key(&facts.authority().unwrap_or_default());
+                let ip = facts
+                    .source_address()
+                    .map(|a| identity::address_without_port(&a))
+                    .unwrap_or_default();
+                let cookies = facts.header("cookie").unwrap_or_default();
+                let device = identity::cookie(&cookies, "dt").unwrap_or_default();
+                let path = facts.path().unwrap_or_default();
+                let client = match client_id {
+                    true => identity::query_param(&path, "client_id").unwrap_or_default(),
+                    false => "",
+                };
+                format!("{host}\u{0}{client}\u{0}{ip}\u{0}{device}")
+            }
+            Scope::HostAndClientIp => {
+                let host = identity::host_key(&facts.authority().unwrap_or_default());
+                let ip = facts
+                    .source_address()
+                    .map(|a| identity::address_without_port(&a))
+                    .unwrap_or_default();
+                format!("{host}\u{0}{ip}")
+            }
+            Scope::BearerUser => {
+                let user = identity::bearer_user(&facts.header("authorization")?)?;
+                let host = identity::host_key(&facts.authority().unwrap_or_default());
+                format!("{host}\u{0}{user}")
+            }
+            Scope::OktaPrincipal => {
+                let principal = identity::okta_principal(&facts.header("authorization")?)?;
+                let host = identity::host_key(&facts.authority().unwrap_or_default());
+                format!("{host}\u{0}{principal}")
             }
         })
     }
@@ -307,7 +356,6 @@ impl Engine {
                 tally.counts.push((index, Count::Rejected));
                 self.release(store, &tally.holds, now_us, &mut tally.errors);
                 tally.holds.clear();
-                let id = response::request_id(seed ^ now_us);
                 let reported;
                 let bucket = if limit == bucket.limit.limit {
                     bucket
@@ -319,12 +367,11 @@ impl Engine {
                     &reported
                 };
                 let mut reply = response::too_many_requests(
-                    self.dialect,
-                    self.headers,
+                    self.voice(),
                     bucket,
                     &outcome,
                     now_us,
-                    &id,
+                    seed ^ now_us,
                 );
                 if self.debug_headers {
                     reply.headers.push((DEBUG_HEADER, bucket.id.clone()));
@@ -347,10 +394,12 @@ impl Engine {
         } else {
             tally.counts.push((index, Count::Admitted));
         }
+        let first = bucket.reported_first;
         if bucket.reported
-            && tally
-                .report
-                .is_none_or(|(_, r, l)| tighter(&outcome, limit, &r, l))
+            && tally.report.is_none_or(|(i, r, l)| {
+                let b_first = self.policy.buckets.get(i).is_some_and(|b| b.reported_first);
+                (first && !b_first) || (first == b_first && tighter(&outcome, limit, &r, l))
+            })
         {
             tally.report = Some((index, outcome, limit));
             tally.report_key = key;
@@ -391,14 +440,23 @@ impl Engine {
             }
             None => Headers::new(),
         };
-        let mut holds = std::mem::take(&mut tally.holds);
-        holds.retain(|h| {
-            self.policy
-                .buckets
-                .get(h.bucket)
-                .is_some_and(|b| b.release_on_upstream_failure)
-        });
-        tally.into_decision(Verdict::Forward { headers, holds })
+        let holds = std::mem::take(&mut tally.holds);
+        let flag =
+            |h: &Hold, f: fn(&Bucket) -> bool| self.policy.buckets.get(h.bucket).is_some_and(f);
+        let in_flight = holds
+            .iter()
+            .filter(|h| flag(h, |b| b.release_when_done))
+            .cloned()
+            .collect();
+        let holds = holds
+            .into_iter()
+            .filter(|h| flag(h, |b| b.release_on_upstream_failure))
+            .collect();
+        tally.into_decision(Verdict::Forward {
+            headers,
+            holds,
+            in_flight,
+        })
     }
 
     /// Gives back what `holds` took (a later bucket refused the request, or
@@ -674,10 +732,17 @@ mod tests {
         }
     }
 
-    /// Sends `n` requests at `now`; returns how many were forwarded.
+    /// Sends `n` requests at `now`, one after the other (each stream ends
+    /// before the next starts); returns how many were forwarded.
     fn admitted(e: &Engine, s: &MemoryStore, r: &Req, n: usize, now: u64) -> usize {
         (0..n)
-            .filter(|i| status(&e.decide(s, r, now, *i as u64)) == 200)
+            .filter(|i| {
+                let d = e.decide(s, r, now, *i as u64);
+                if let Verdict::Forward { in_flight, .. } = &d.verdict {
+                    e.release(s, in_flight, now, &mut Vec::new());
+                }
+                status(&d) == 200
+            })
             .count()
     }
 
@@ -693,12 +758,12 @@ mod tests {
                 header(&d, "x-rate-limit-remaining"),
                 Some((20 - i).to_string().as_str())
             );
-            assert_eq!(header(&d, "x-rate-limit-reset"), Some("1795392061"));
+            assert_eq!(header(&d, "x-rate-limit-reset"), Some("1795392060"));
         }
         let d = e.decide(&s, &logs, NOW + 100, 99);
         assert_eq!(status(&d), 429);
         assert_eq!(header(&d, "x-rate-limit-remaining"), Some("0"));
-        assert_eq!(header(&d, "x-rate-limit-reset"), Some("1795392061"));
+        assert_eq!(header(&d, "x-rate-limit-reset"), Some("1795392060"));
         assert_eq!(
             d.counts,
             vec![(
@@ -713,6 +778,163 @@ mod tests {
         // Another org is untouched.
         let other = logs.clone().with(":authority", "Other.okta.com:443");
         assert_eq!(admitted(&e, &s, &other, 1, NOW), 1);
+    }
+
+    /// Starts `n` requests that stay in flight; returns their holds.
+    fn start(e: &Engine, s: &MemoryStore, r: &Req, n: usize) -> Vec<Vec<Hold>> {
+        (0..n)
+            .map(|i| match e.decide(s, r, NOW, i as u64).verdict {
+                Verdict::Forward { in_flight, .. } => in_flight,
+                other => panic!("request {i}: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn okta_concurrency_limit_and_its_429() {
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "integrator-free"}"#);
+        let users = req("GET", "/api/v1/users");
+        let held = start(&e, &s, &users, 35);
+        assert!(held.iter().all(|h| h.len() == 1));
+        // Below the limit the headers are the per-minute bucket's.
+        let d = e.decide(&s, &users, NOW, 99);
+        assert_eq!(status(&d), 429);
+        assert_eq!(header(&d, "x-rate-limit-limit"), Some("0"));
+        assert_eq!(header(&d, "x-rate-limit-remaining"), Some("0"));
+        assert_eq!(header(&d, "x-rate-limit-reset"), Some("1795392001"));
+        let Verdict::Reply(r) = &d.verdict else {
+            unreachable!()
+        };
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["errorCode"], "E0000047");
+        // The refused request took nothing from the per-minute bucket (35 of 100 used).
+        let gate = e
+            .policy
+            .buckets
+            .iter()
+            .position(|b| b.id == "okta.concurrency");
+        assert_eq!(d.counts, vec![(gate.unwrap(), Count::Rejected)]);
+        // Another org has its own limit.
+        let other = users.clone().with(":authority", "other.okta.com");
+        assert_eq!(admitted(&e, &s, &other, 1, NOW), 1);
+        // One ends: exactly one more.
+        e.release(&s, &held[0], NOW, &mut Vec::new());
+        let d = e.decide(&s, &users, NOW, 1);
+        assert_eq!(status(&d), 200);
+        assert_eq!(header(&d, "x-rate-limit-limit"), Some("100"));
+        assert_eq!(header(&d, "x-rate-limit-remaining"), Some("64"));
+        assert_eq!(status(&e.decide(&s, &users, NOW, 2)), 429);
+    }
+
+    #[test]
+    fn a_rate_refusal_gives_the_in_flight_place_back() {
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "integrator-free",
+                "overrides": [{"bucket": "okta.concurrency", "limit": 2}]}"#,
+        );
+        let logs = req("GET", "/api/v1/logs");
+        // 20 per minute, each ending before the next: the concurrency limit never bites.
+        assert_eq!(admitted(&e, &s, &logs, 25, NOW), 20);
+        // The 5 refused by the logs row hold no place: two can still be in flight.
+        let users = req("GET", "/api/v1/users");
+        assert_eq!(start(&e, &s, &users, 2).len(), 2);
+        assert_eq!(status(&e.decide(&s, &users, NOW, 0)), 429);
+    }
+
+    #[test]
+    fn okta_principal_share_halves_a_management_bucket_per_token() {
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "integrator-free"}"#);
+        let logs = req("GET", "/api/v1/logs");
+        let token = logs.clone().with("authorization", "SSWS 00tokenA");
+        // One token: half of 20; its headers say so.
+        let d = e.decide(&s, &token, NOW, 0);
+        assert_eq!(header(&d, "x-rate-limit-limit"), Some("10"));
+        assert_eq!(header(&d, "x-rate-limit-remaining"), Some("9"));
+        assert_eq!(admitted(&e, &s, &token, 12, NOW), 9);
+        // Another token has its own half; calls without a token only the org's.
+        let other = logs.clone().with("authorization", "SSWS 00tokenB");
+        assert_eq!(admitted(&e, &s, &other, 12, NOW), 10);
+        assert_eq!(admitted(&e, &s, &logs, 5, NOW), 0, "the org's 20 are used");
+        // 100 turns the share off.
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "integrator-free", "principal_share_percent": 100}"#,
+        );
+        assert_eq!(admitted(&e, &s, &token, 25, NOW), 20);
+    }
+
+    #[test]
+    fn okta_client_based_limits_per_client_ip_and_device() {
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "enterprise"}"#);
+        let mut a =
+            req("GET", "/oauth2/v1/authorize?client_id=0oaA&state=1").with("cookie", "DT=dev1");
+        a.source = Some("10.0.0.1:5000".into());
+        let d = e.decide(&s, &a, NOW, 0);
+        assert_eq!(header(&d, "x-rate-limit-limit"), Some("60"));
+        assert_eq!(admitted(&e, &s, &a, 70, NOW), 59);
+        // Another device, another client id, another IP: each its own 60.
+        let b = a.clone().with("cookie", "DT=dev2");
+        let mut c = req("GET", "/oauth2/v1/authorize?client_id=0oaB");
+        c.source = a.source.clone();
+        let mut d2 = a.clone();
+        d2.source = Some("10.0.0.2:5000".into());
+        for r in [&b, &c, &d2] {
+            assert_eq!(admitted(&e, &s, r, 61, NOW), 60);
+        }
+        // The org's bucket (enterprise: 1200) counted all of them.
+        let org = req("GET", "/oauth2/v1/userinfo");
+        let d = e.decide(&s, &org, NOW, 0);
+        assert_eq!(header(&d, "x-rate-limit-remaining"), Some("959"));
+        // 5 in flight per client.
+        let mut login = req("GET", "/login/login.htm");
+        login.source = Some("10.0.0.9:1".into());
+        assert_eq!(start(&e, &s, &login, 5).len(), 5);
+        assert_eq!(status(&e.decide(&s, &login, NOW, 0)), 429);
+    }
+
+    #[test]
+    fn auth0_authentication_api() {
+        let (e, s) = engine(
+            r#"{"vendor": "auth0", "plan": "free", "catalogs": ["management", "authentication"]}"#,
+        );
+        let body = |d: &Decision| match &d.verdict {
+            Verdict::Reply(r) => serde_json::from_str::<serde_json::Value>(&r.body).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        // /userinfo: 10 at once per user, then one every 12 s.
+        let me = req("GET", "/userinfo").with("authorization", &spa_token("u1", "openid"));
+        assert_eq!(admitted(&e, &s, &me, 12, NOW), 10);
+        let d = e.decide(&s, &me, NOW, 0);
+        assert_eq!(
+            body(&d),
+            serde_json::json!({"error": "too_many_requests",
+                "error_description": crate::catalog::auth0_authentication::TOO_MANY_REQUESTS})
+        );
+        assert_eq!(header(&d, "retry-after"), Some("12"));
+        let you = req("GET", "/userinfo").with("authorization", &spa_token("u2", "openid"));
+        assert_eq!(admitted(&e, &s, &you, 1, NOW), 1);
+        // /passwordless/start: 50 per IP.
+        let mut start = req("POST", "/passwordless/start");
+        start.source = Some("10.1.1.1:1".into());
+        assert_eq!(admitted(&e, &s, &start, 55, NOW), 50);
+        let mut elsewhere = start.clone();
+        elsewhere.source = Some("10.1.1.2:1".into());
+        assert_eq!(admitted(&e, &s, &elsewhere, 1, NOW), 1);
+        // /oidc/register: the Management table's bucket, the OAuth body.
+        let reg = req("POST", "/oidc/register");
+        assert_eq!(admitted(&e, &s, &reg, 6, NOW), 5);
+        let d = e.decide(&s, &reg, NOW, 0);
+        assert_eq!(body(&d)["error"], "too_many_requests");
+        // The API-wide limit (free: 300 at once) on the other protocol endpoints.
+        let auth = req("GET", "/authorize");
+        let used = 10 + 1 + 50 + 1 + 5;
+        assert_eq!(admitted(&e, &s, &auth, 400, NOW), 300 - used);
+        let d = e.decide(&s, &auth, NOW, 0);
+        assert_eq!(
+            body(&d)["error_description"],
+            crate::catalog::auth0_authentication::GLOBAL_LIMIT
+        );
+        // 12 s later: the user has one more /userinfo (and the API 60 more).
+        assert_eq!(admitted(&e, &s, &me, 2, NOW + 12 * MICROS_PER_SEC), 1);
     }
 
     #[test]
@@ -736,7 +958,8 @@ mod tests {
                 refused: None
             })
         );
-        assert_eq!(d.remaining, vec![(logs, 19)]);
+        // The org's concurrency limit counts the request too (one of 35 in flight).
+        assert!(d.remaining.contains(&(logs, 19)), "{:?}", d.remaining);
         assert_eq!(header(&d, DEBUG_HEADER), None, "off by default");
         assert_eq!(admitted(&e, &s, &r, 19, NOW), 19);
         let d = e.decide(&s, &r, NOW, 0);
@@ -744,7 +967,7 @@ mod tests {
         let summary = d.summary.unwrap();
         assert_eq!((summary.bucket, summary.remaining), (logs, 0));
         assert_eq!(summary.refused, Some(logs));
-        assert_eq!(d.remaining, vec![(logs, 0)]);
+        assert_eq!(d.remaining.last(), Some(&(logs, 0)));
         assert_eq!(
             e.decide(&s, &req("GET", "/oauth2/v1/keys"), NOW, 0).summary,
             None,
@@ -770,7 +993,11 @@ mod tests {
         assert_eq!(id(summary.refused.unwrap()), "okta.management.api-v1");
         assert_eq!(id(summary.bucket), "okta.management.api-v1");
         assert_eq!(header(&d, DEBUG_HEADER), Some("okta.management.api-v1"));
-        assert_eq!(d.remaining.len(), 2, "both buckets counted");
+        assert_eq!(
+            d.remaining.len(),
+            3,
+            "the concurrency limit and both api-v1 buckets counted"
+        );
         let (e, s) =
             engine(r#"{"vendor": "okta", "plan": "integrator-free", "debug_headers": true}"#);
         let logs = req("GET", "/api/v1/logs");
@@ -805,7 +1032,11 @@ mod tests {
         let patch = req("PATCH", "/api/v1/users/00u1");
         let d = e.decide(&s, &patch, NOW, 0);
         assert_eq!(header(&d, "x-rate-limit-limit"), Some("300"));
-        assert_eq!(d.counts.len(), 2);
+        assert_eq!(
+            d.counts.len(),
+            3,
+            "the concurrency limit and both api-v1 rows"
+        );
         assert_eq!(admitted(&e, &s, &req("GET", "/api/v1/meta"), 400, NOW), 299);
         // A refusal by the end-user bucket is not an admit by the management one.
         let d = e.decide(&s, &patch, NOW, 0);
@@ -870,7 +1101,10 @@ mod tests {
         let logs = req("GET", "/api/v1/logs");
         assert_eq!(admitted(&e, &s, &logs, 25, NOW), 25);
         let d = e.decide(&s, &logs, NOW, 0);
-        assert!(matches!(d.counts[..], [(_, Count::ShadowRejected)]));
+        assert!(matches!(
+            d.counts[..],
+            [(_, Count::Admitted), (_, Count::ShadowRejected)]
+        ));
         assert_eq!(header(&d, "x-rate-limit-remaining"), Some("0"));
     }
 
@@ -1018,8 +1252,11 @@ mod tests {
         let (e, _) = engine(r#"{"vendor": "okta", "plan": "integrator-free"}"#);
         let d = e.decide(&BrokenStore, &req("GET", "/api/v1/logs"), NOW, 0);
         assert_eq!(status(&d), 200);
+        assert_eq!(d.errors.len(), 2, "the concurrency limit and the logs row");
         assert!(
-            matches!(&d.errors[..], [StoreError::Host { status, .. }] if status == "down"),
+            d.errors
+                .iter()
+                .all(|e| matches!(e, StoreError::Host { status, .. } if status == "down")),
             "{:?}",
             d.errors
         );

@@ -358,6 +358,7 @@ impl RootContext for Root {
             headers: Headers::new(),
             holds: Vec::new(),
             waiting: None,
+            in_flight: Vec::new(),
         }))
     }
 
@@ -375,9 +376,19 @@ struct Http {
     holds: Vec<Hold>,
     /// Fleet mode: the call in flight and what the request waits on.
     waiting: Option<(u32, Pending)>,
+    /// Places held while the request is in flight, given back when the
+    /// stream ends (`on_done` or `on_log`, whichever Envoy calls first).
+    in_flight: Vec<Hold>,
 }
 
 impl Context for Http {
+    /// Envoy calls `proxy_on_done` as it destroys the stream, and the access
+    /// log's `proxy_on_log`; either ends the request's time in flight.
+    fn on_done(&mut self) -> bool {
+        self.stream_ended();
+        true
+    }
+
     fn on_grpc_call_response(&mut self, token: u32, status_code: u32, size: usize) {
         let Some((expected, pending)) = self.waiting.take() else {
             return;
@@ -539,6 +550,25 @@ mod raw {
     }
 }
 
+impl Http {
+    /// The stream ended (response complete, local reply, upstream or client
+    /// reset): the request is no longer in flight. Runs at most once.
+    fn stream_ended(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let holds = std::mem::take(&mut self.in_flight);
+        let mut errors = Vec::new();
+        let store = EnvoySharedData::default();
+        self.plugin
+            .engine
+            .release(&store, &holds, now_us(), &mut errors);
+        for e in errors {
+            log::warn!("could not give back an in-flight place: {e}");
+        }
+    }
+}
+
 /// The request as Envoy's host calls see it, each value fetched at most once
 /// (several buckets ask for the same `:authority`). Header values that are
 /// not UTF-8 are read lossily (the SDK's String getters would panic on them).
@@ -612,9 +642,14 @@ impl Http {
         }
         match decision.verdict {
             Verdict::Unlimited | Verdict::Ask(_) => Action::Continue,
-            Verdict::Forward { headers, holds } => {
+            Verdict::Forward {
+                headers,
+                holds,
+                in_flight,
+            } => {
                 self.headers = headers;
                 self.holds = holds;
+                self.in_flight = in_flight;
                 Action::Continue
             }
             Verdict::Reply(reply) => {
@@ -749,6 +784,14 @@ impl HttpContext for Http {
         for (name, value) in &self.headers {
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
         }
+        if !self.headers.is_empty() && self.plugin.engine.dialect == crate::response::Dialect::Okta
+        {
+            // Envoy's Date is cached (refreshed every 500 ms), so it can lag the
+            // second the Reset was computed from; Okta's Reset - Date never exceeds
+            // the window, so a counted response carries the filter's own clock.
+            let date = crate::httpdate::format(now_us() / crate::limiter::MICROS_PER_SEC);
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "date", Some(&date));
+        }
         if !self.holds.is_empty() {
             let status =
                 match hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status") {
@@ -768,5 +811,9 @@ impl HttpContext for Http {
             self.holds.clear();
         }
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.stream_ended();
     }
 }

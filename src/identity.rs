@@ -63,6 +63,88 @@ pub fn jwt_subject_with_scope(authorization: &str, scope_part: &str) -> Option<S
     (has_scope && !sub.is_empty()).then(|| sub.to_string())
 }
 
+/// The raw value of the first `name` parameter in a path's query string.
+pub fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+    let query = path.split_once('?')?.1;
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The value of cookie `name` (ASCII case-insensitive) in a `Cookie` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+/// Who an Okta management call is made by: an API token (`SSWS <token>`),
+/// kept only as a hash (so no token reaches a log line), or an OAuth 2.0
+/// client, the `cid` or `client_id` claim of a bearer (or DPoP) JWT, decoded,
+/// not verified (as for Auth0's SPA tokens). `None` when neither is there.
+///
+/// Okta's Python SDK 3.4.6 sends `SSWS<token>` with no space (its
+/// `Configuration.auth_settings` joins the two without one), so the space
+/// after `SSWS` is optional.
+pub fn okta_principal(authorization: &str) -> Option<String> {
+    let auth = authorization.trim();
+    if let Some(token) = auth
+        .get(..4)
+        .filter(|s| s.eq_ignore_ascii_case("ssws"))
+        .and_then(|_| auth.get(4..))
+    {
+        let token = token.trim();
+        if token.is_empty() {
+            return None;
+        }
+        let hash = crate::hash::fingerprint(&[b"ssws", token.as_bytes()]);
+        return Some(format!("token:{hash:016x}"));
+    }
+    let (scheme, credential) = auth.split_once(' ')?;
+    let credential = credential.trim();
+    if !(scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop")) {
+        return None;
+    }
+    let mut parts = credential.split('.');
+    let (_header, payload) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    let claims: serde_json::Value = serde_json::from_slice(&base64url_decode(payload)?).ok()?;
+    let client = ["cid", "client_id"]
+        .iter()
+        .find_map(|c| claims.get(*c)?.as_str().filter(|v| !v.is_empty()))?;
+    Some(format!("client:{client}"))
+}
+
+/// The user a bearer token stands for: a JWT's `sub` (decoded, not
+/// verified), else the opaque token itself, kept only as a hash.
+pub fn bearer_user(authorization: &str) -> Option<String> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return None;
+    }
+    let mut parts = token.split('.');
+    let sub = match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(payload), Some(_)) => base64url_decode(payload)
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|c| c.get("sub")?.as_str().map(str::to_string))
+            .filter(|s| !s.is_empty()),
+        _ => None,
+    };
+    Some(match sub {
+        Some(sub) => format!("sub:{sub}"),
+        None => format!(
+            "token:{:016x}",
+            crate::hash::fingerprint(&[b"bearer", token.as_bytes()])
+        ),
+    })
+}
+
 /// Base64url without padding (padding tolerated). `None` on a bad character.
 fn base64url_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim_end_matches('=');
@@ -122,6 +204,62 @@ mod tests {
             crate::test_base64url::encode(b"{\"alg\":\"RS256\"}"),
             crate::test_base64url::encode(claims.as_bytes())
         )
+    }
+
+    #[test]
+    fn query_params_and_cookies() {
+        let p = "/oauth2/v1/authorize?response_type=code&client_id=0oa1&state=x#f";
+        assert_eq!(query_param(p, "client_id"), Some("0oa1"));
+        assert_eq!(query_param(p, "state"), Some("x"));
+        assert_eq!(query_param(p, "nonce"), None);
+        assert_eq!(query_param("/a?flag&client_id=", "client_id"), Some(""));
+        assert_eq!(query_param("/a", "client_id"), None);
+        assert_eq!(cookie("sid=1; DT=abc ; x=2", "dt"), Some("abc"));
+        assert_eq!(cookie("dt=d1", "DT"), Some("d1"));
+        assert_eq!(cookie("sid=1", "dt"), None);
+    }
+
+    #[test]
+    fn bearer_users() {
+        assert_eq!(
+            bearer_user(&token(r#"{"sub":"auth0|u1"}"#)),
+            Some("sub:auth0|u1".into())
+        );
+        let opaque = bearer_user("Bearer opaque-token-1").unwrap();
+        assert!(opaque.starts_with("token:") && !opaque.contains("opaque"));
+        assert_ne!(bearer_user("Bearer opaque-token-2"), Some(opaque));
+        assert_eq!(bearer_user("Basic x"), None);
+        assert_eq!(bearer_user("Bearer "), None);
+    }
+
+    #[test]
+    fn okta_principals() {
+        let a = okta_principal("SSWS 00abcDEF").unwrap();
+        assert!(a.starts_with("token:") && !a.contains("00abcDEF"), "{a}");
+        assert_eq!(okta_principal("ssws 00abcDEF"), Some(a.clone()));
+        assert_eq!(
+            okta_principal("SSWS00abcDEF"),
+            Some(a.clone()),
+            "as Okta's SDK sends it"
+        );
+        assert_ne!(okta_principal("SSWS 00other"), Some(a));
+        assert_eq!(
+            okta_principal(&token(r#"{"cid":"0oa1","sub":"x"}"#)),
+            Some("client:0oa1".into())
+        );
+        assert_eq!(
+            okta_principal(&token(r#"{"client_id":"0oa2"}"#)),
+            Some("client:0oa2".into())
+        );
+        for none in [
+            "",
+            "SSWS ",
+            "Basic abc",
+            "Bearer x.y",
+            &token(r#"{"sub":"u"}"#),
+        ] {
+            assert_eq!(okta_principal(none), None, "{none}");
+        }
     }
 
     #[test]

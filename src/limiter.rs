@@ -19,6 +19,11 @@ pub enum Algorithm {
     /// At most `limit` (<= 3) holds active at once, each released after
     /// `window` or explicitly (Auth0 import jobs). State: up to 3 expiry times.
     Concurrency,
+    /// At most `limit` requests in flight at once, each given back when its
+    /// stream ends (Okta's concurrency limit). State: [count, last change, 0].
+    /// A count that no request has changed for `window` is dropped, so a
+    /// VM that died with requests in flight cannot lock a key out for good.
+    InFlight,
 }
 
 impl Algorithm {
@@ -29,7 +34,15 @@ impl Algorithm {
             Algorithm::FixedWindow => "fw",
             Algorithm::TokenBucket => "tb",
             Algorithm::Concurrency => "cc",
+            Algorithm::InFlight => "if",
         }
+    }
+
+    /// Whether a key that leaves the overflow entry starts from its state.
+    /// Not for in-flight counts: the requests counted there are given back
+    /// there, so copying them would count them twice, never to be released.
+    pub fn inherits_overflow(self) -> bool {
+        self != Algorithm::InFlight
     }
 }
 
@@ -76,6 +89,7 @@ impl Limit {
             Algorithm::FixedWindow => self.fixed_window(state, now),
             Algorithm::TokenBucket => self.token_bucket(state, now),
             Algorithm::Concurrency => self.concurrency(state, now),
+            Algorithm::InFlight => self.in_flight(state, now),
         }
     }
 
@@ -108,6 +122,14 @@ impl Limit {
                     reset_us: earliest(&live).unwrap_or(now),
                 }
             }
+            Algorithm::InFlight => {
+                let used = self.in_flight_count(state, now);
+                Outcome {
+                    admitted: used < self.limit,
+                    remaining: self.limit.saturating_sub(used),
+                    reset_us: self.in_flight_reset(used, now),
+                }
+            }
         }
     }
 
@@ -118,6 +140,7 @@ impl Limit {
             Algorithm::FixedWindow => self.live_window(Some(state), now).is_none(),
             Algorithm::TokenBucket => state[0] <= now,
             Algorithm::Concurrency => live_holds(Some(state), now) == [0; 3],
+            Algorithm::InFlight => self.in_flight_count(Some(state), now) == 0,
         }
     }
 
@@ -139,6 +162,12 @@ impl Limit {
                 let pos = out.iter().position(|&e| e == hold && e != 0)?;
                 out[pos] = 0;
                 Some(out)
+            }
+            // Whatever window the count is in: a request that ends is no
+            // longer in flight. A dropped (stale) count has nothing to undo.
+            Algorithm::InFlight => {
+                let count = self.in_flight_count(Some(s), now);
+                (count > 0).then(|| [count - 1, now, 0])
             }
         }
     }
@@ -279,6 +308,51 @@ impl Limit {
             reset_us: earliest(&live).unwrap_or(now),
         };
         (out, Some(live))
+    }
+}
+
+impl Limit {
+    /// Requests in flight per the stored state (0 once it went stale: no
+    /// change for a whole `window`, or a change stamped more than a window in
+    /// the future, which only a clock step back produces).
+    fn in_flight_count(&self, state: Option<State>, now: u64) -> u64 {
+        match state {
+            Some([count, changed, _])
+                if now < changed.saturating_add(self.window_us)
+                    && changed <= now.saturating_add(self.window_us) =>
+            {
+                count
+            }
+            _ => 0,
+        }
+    }
+
+    /// When an in-flight bucket may have room again: no one can know when
+    /// the requests in flight end, so (like Okta's estimate) the next second.
+    fn in_flight_reset(&self, used: u64, now: u64) -> u64 {
+        if used < self.limit {
+            now
+        } else {
+            now.saturating_add(MICROS_PER_SEC)
+        }
+    }
+
+    fn in_flight(&self, state: Option<State>, now: u64) -> (Outcome, Option<State>) {
+        let used = self.in_flight_count(state, now);
+        if used >= self.limit {
+            let out = Outcome {
+                admitted: false,
+                remaining: 0,
+                reset_us: self.in_flight_reset(used, now),
+            };
+            return (out, None);
+        }
+        let out = Outcome {
+            admitted: true,
+            remaining: self.limit - used - 1,
+            reset_us: now,
+        };
+        (out, Some([used + 1, now, 0]))
     }
 }
 
@@ -465,6 +539,56 @@ mod tests {
         let taken = s.unwrap();
         s = l.release(s, taken, T0);
         assert_eq!(run(&l, &mut s, T0, 2), 1);
+    }
+
+    fn in_flight(limit: u64) -> Limit {
+        Limit {
+            algorithm: Algorithm::InFlight,
+            limit,
+            window_us: 300 * SEC,
+        }
+    }
+
+    #[test]
+    fn in_flight_counts_up_to_the_limit_and_down_on_release() {
+        let l = in_flight(3);
+        let mut s = None;
+        for i in 1..=3 {
+            let (out, next) = l.acquire(s, T0 + i);
+            assert!(out.admitted, "request {i}");
+            assert_eq!(out.remaining, 3 - i);
+            s = next;
+        }
+        let (out, next) = l.acquire(s, T0 + 10);
+        assert!(!out.admitted && next.is_none());
+        assert_eq!(out.remaining, 0);
+        assert_eq!(out.reset_us, T0 + 10 + SEC, "estimated: the next second");
+        // One ends: room for exactly one more.
+        s = l.release(s, [0; 3], T0 + 20);
+        assert_eq!(s.map(|x| x[0]), Some(2));
+        assert_eq!(run(&l, &mut s, T0 + 21, 2), 1);
+        // Releases never go below zero.
+        for _ in 0..5 {
+            s = l.release(s, [0; 3], T0 + 30).or(s);
+        }
+        assert_eq!(l.peek(s, T0 + 30).remaining, 3);
+        assert!(l.is_stale(s.unwrap(), T0 + 30));
+    }
+
+    #[test]
+    fn in_flight_count_is_dropped_after_a_window_without_change() {
+        let l = in_flight(2);
+        let mut s = None;
+        assert_eq!(run(&l, &mut s, T0, 3), 2);
+        assert!(!l.is_stale(s.unwrap(), T0 + 299 * SEC));
+        assert_eq!(run(&l, &mut s, T0 + 299 * SEC, 1), 0);
+        // Five minutes with no request starting or ending: the count is not trusted.
+        assert!(l.is_stale(s.unwrap(), T0 + 300 * SEC));
+        assert_eq!(run(&l, &mut s, T0 + 300 * SEC, 3), 2);
+        // A clock step back of more than a window does not lock the key either.
+        assert_eq!(run(&l, &mut s, T0 - 3600 * SEC, 3), 2);
+        assert!(!Algorithm::InFlight.inherits_overflow());
+        assert!(Algorithm::FixedWindow.inherits_overflow());
     }
 
     #[test]

@@ -27,6 +27,18 @@ pub enum Scope {
     /// Auth0 SPA tokens: applies only when the bearer JWT has a scope
     /// containing this text, counted per `sub`.
     JwtSubjectWithScope(String),
+    /// Okta's client-based limits: the org, the client IP, the `dt` device
+    /// cookie (empty when absent) and, when `client_id`, the `client_id`
+    /// query parameter (empty when absent).
+    OktaClient { client_id: bool },
+    /// Okta's per-principal share: the org and the API token or OAuth client
+    /// making the call; applies only when the request names one.
+    OktaPrincipal,
+    /// The org and the client IP (Auth0's "from an IP address" rows).
+    HostAndClientIp,
+    /// The org and the bearer token's user: a JWT's `sub`, else the token
+    /// itself (hashed); applies only to requests with a bearer token.
+    BearerUser,
 }
 
 /// Which 429 a bucket answers with, beyond the vendor's usual one.
@@ -37,8 +49,14 @@ pub enum RejectBody {
     /// The dialect's usual 429, with this message instead of its usual one
     /// (Auth0's tenant-wide buckets: "Global limit has been reached").
     StandardSaying(String),
+    /// Okta's concurrency 429: the usual body with `X-Rate-Limit-Limit: 0`
+    /// and `X-Rate-Limit-Remaining: 0`, which Okta's SDKs recognise.
+    Concurrency,
     /// Auth0's import-jobs answer; `{limit}` is replaced by the bucket's limit.
     Message(String),
+    /// Auth0's Authentication API answer:
+    /// `{"error":"too_many_requests","error_description":…}`.
+    OAuth(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,10 +69,16 @@ pub struct Bucket {
     pub scope: Scope,
     /// Whether the bucket may be the one reported in rate-limit headers.
     pub reported: bool,
+    /// Reported in preference to the other buckets of a request, however
+    /// full they are (Okta's client-based limit: the headers are the client's).
+    pub reported_first: bool,
     pub reject: RejectBody,
     /// Give the request back if the upstream answers with a non-2xx status
     /// (an import job the IdP refused never became active).
     pub release_on_upstream_failure: bool,
+    /// Give the request back when its stream ends, however it ends (a
+    /// request in flight: Okta's concurrency limit).
+    pub release_when_done: bool,
     /// Fingerprint of `id` and algorithm: names the overflow entry.
     pub fingerprint: u64,
 }
@@ -80,8 +104,10 @@ impl Bucket {
             limit,
             scope,
             reported: true,
+            reported_first: false,
             reject: RejectBody::Standard,
             release_on_upstream_failure: false,
+            release_when_done: false,
         }
     }
 }
@@ -125,6 +151,9 @@ impl Route {
 pub struct PolicySpec {
     pub buckets: Vec<Bucket>,
     pub routes: Vec<Route>,
+    /// Buckets every counted request passes first, whatever its route (Okta's
+    /// concurrency limit): a request they refuse takes nothing elsewhere.
+    pub gates: Vec<usize>,
 }
 
 impl PolicySpec {
@@ -146,6 +175,7 @@ impl PolicySpec {
 /// A policy ready for requests.
 pub struct Policy {
     pub buckets: Vec<Bucket>,
+    gates: Vec<usize>,
     targets: Vec<Target>,
     router: Router,
 }
@@ -165,6 +195,7 @@ impl Policy {
         }
         Ok(Policy {
             buckets: spec.buckets,
+            gates: spec.gates,
             router: Router::new(&specs)?,
             targets,
         })
@@ -185,7 +216,7 @@ impl Policy {
     }
 
     fn targets_of(&self, hits: &[usize]) -> Resolved {
-        let mut buckets = Vec::new();
+        let mut buckets = self.gates.clone();
         for target in hits.iter().filter_map(|&i| self.targets.get(i)) {
             match target {
                 Target::Exempt => return Resolved::Exempt,

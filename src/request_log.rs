@@ -22,6 +22,11 @@ pub fn scope_kind(scope: &Scope) -> String {
         Scope::ClientIp => "client_ip".into(),
         Scope::Header(name) => format!("header:{name}"),
         Scope::JwtSubjectWithScope(_) => "jwt_sub".into(),
+        Scope::OktaClient { client_id: true } => "host+client_id+client_ip+device".into(),
+        Scope::OktaClient { client_id: false } => "host+client_ip+device".into(),
+        Scope::OktaPrincipal => "host+principal".into(),
+        Scope::HostAndClientIp => "host+client_ip".into(),
+        Scope::BearerUser => "host+user".into(),
     }
 }
 

@@ -54,6 +54,15 @@ fn ceil_secs(us: u64) -> u64 {
     us.div_ceil(MICROS_PER_SEC)
 }
 
+/// How the filter speaks: whose dialect, which headers, and whether a
+/// OneLogin 429 carries `Retry-After` (OneLogin documents none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Voice {
+    pub dialect: Dialect,
+    pub headers: HeaderStyle,
+    pub onelogin_retry_after: bool,
+}
+
 /// Rate-limit headers for a counted response, reporting `bucket`.
 pub fn rate_headers(
     dialect: Dialect,
@@ -76,10 +85,14 @@ pub fn rate_headers(
                 "x-ratelimit-reset",
             ),
         };
-        // Okta and Auth0: UTC epoch seconds; OneLogin: seconds left.
+        // Okta: UTC epoch second of the window's end, rounded down (as Okta
+        // sends it: the first request of a window shows Reset = Date + 60;
+        // the SDKs add 1 s to their wait, so they never retry early).
+        // Auth0: epoch second, rounded up. OneLogin: seconds left.
         let reset_value = match dialect {
             Dialect::OneLogin => ceil_secs(r.reset_us.saturating_sub(now_us)),
-            _ => ceil_secs(r.reset_us),
+            Dialect::Okta => r.reset_us / MICROS_PER_SEC,
+            Dialect::Auth0 => ceil_secs(r.reset_us),
         };
         h.push((limit, r.limit.to_string()));
         h.push((remaining, r.remaining.to_string()));
@@ -108,16 +121,23 @@ pub fn ietf_policy(bucket: &Bucket) -> String {
     )
 }
 
-/// The vendor's 429 for a request `bucket` refused.
+/// The vendor's 429 for a request `bucket` refused; `seed` makes its ids unique.
 pub fn too_many_requests(
-    dialect: Dialect,
-    style: HeaderStyle,
+    voice: Voice,
     bucket: &Bucket,
     outcome: &Outcome,
     now_us: u64,
-    request_id: &str,
+    seed: u64,
 ) -> LocalReply {
-    let report = Report::new(bucket, outcome);
+    let Voice {
+        dialect,
+        headers: style,
+        ..
+    } = voice;
+    let mut report = Report::new(bucket, outcome);
+    if bucket.reject == RejectBody::Concurrency {
+        report.limit = 0;
+    }
     let mut headers = rate_headers(dialect, style, bucket, &report, now_us);
     headers.push(("content-type", "application/json".to_string()));
     headers.push(("date", crate::httpdate::format(now_us / MICROS_PER_SEC)));
@@ -125,21 +145,26 @@ pub fn too_many_requests(
     // Bodies are written in the vendors' own key order.
     let body = match dialect {
         Dialect::Okta => {
-            // Okta's SDKs echo this id back as X-Okta-Retry-For.
-            headers.push(("x-okta-request-id", request_id.to_string()));
+            // Okta's SDKs echo the request id back as X-Okta-Retry-For; the
+            // body's errorId is another id (Okta's never equal).
+            headers.push(("x-okta-request-id", okta_request_id(seed)));
             format!(
                 r#"{{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests.","errorLink":"E0000047","errorId":{},"errorCauses":[]}}"#,
-                json_string(request_id)
+                json_string(&okta_error_id(seed))
             )
         }
         Dialect::Auth0 => {
             headers.push(("retry-after", retry_after));
             match &bucket.reject {
+                RejectBody::OAuth(description) => format!(
+                    r#"{{"error":"too_many_requests","error_description":{}}}"#,
+                    json_string(description)
+                ),
                 RejectBody::Message(m) => format!(
                     r#"{{"statusCode":429,"error":"Too Many Requests","message":{}}}"#,
                     json_string(&m.replace("{limit}", &bucket.limit.limit.to_string()))
                 ),
-                RejectBody::Standard | RejectBody::StandardSaying(_) => {
+                RejectBody::Standard | RejectBody::StandardSaying(_) | RejectBody::Concurrency => {
                     let message = match &bucket.reject {
                         RejectBody::StandardSaying(m) => m.as_str(),
                         _ => "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers.",
@@ -152,8 +177,11 @@ pub fn too_many_requests(
             }
         }
         Dialect::OneLogin => {
-            // OneLogin's Python SDK retries only when Retry-After is present.
-            headers.push(("retry-after", retry_after));
+            // OneLogin documents no Retry-After; its Python SDK (urllib3)
+            // retries only when one is present, so it is sent only on request.
+            if voice.onelogin_retry_after {
+                headers.push(("retry-after", retry_after));
+            }
             envelope(429, "too many requests", "Rate limit exceeded", None)
         }
     };
@@ -247,12 +275,20 @@ pub fn onelogin_status(
     )
 }
 
-/// An Okta-style request id (`oae` + 19 base-62 characters) from a seed.
-pub fn request_id(seed: u64) -> String {
+/// An `X-Okta-Request-Id` as current orgs send it: 32 lower-case hex digits.
+pub fn okta_request_id(seed: u64) -> String {
+    let a = crate::hash::mix(seed ^ 0x5851_f42d_4c95_7f2d);
+    let b = crate::hash::mix(a ^ 0x1405_7b7e_f767_814f);
+    format!("{a:016x}{b:016x}")
+}
+
+/// An Okta `errorId`: `oae` + 22 base-62 characters, as in Okta's recorded
+/// errors (25 characters in all), from a seed.
+pub fn okta_error_id(seed: u64) -> String {
     const A: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut out = String::from("oae");
     let mut x = 0;
-    for i in 0..19u64 {
+    for i in 0..22u64 {
         if i % 10 == 0 {
             // 10 base-62 digits use 60 of a mixed word's 64 bits.
             x = crate::hash::mix(seed ^ (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -292,30 +328,41 @@ mod tests {
         }
     }
 
+    const VENDOR: Voice = Voice {
+        dialect: Dialect::Okta,
+        headers: HeaderStyle::Vendor,
+        onelogin_retry_after: false,
+    };
+
+    fn voice(dialect: Dialect) -> Voice {
+        Voice { dialect, ..VENDOR }
+    }
+
     #[test]
     fn okta_429_is_what_the_sdks_need() {
         let b = bucket("okta.management.users", 600);
-        let r = too_many_requests(
-            Dialect::Okta,
-            HeaderStyle::Vendor,
-            &b,
-            &rejected(NOW + 59_500_000),
-            NOW,
-            "oaeX",
-        );
+        // The window ends 59.5 s from now: Okta rounds that second down.
+        let r = too_many_requests(VENDOR, &b, &rejected(NOW + 59_500_000), NOW, 7);
         assert_eq!(r.status, 429);
         assert_eq!(get(&r.headers, "x-rate-limit-limit"), Some("600"));
         assert_eq!(get(&r.headers, "x-rate-limit-remaining"), Some("0"));
-        assert_eq!(get(&r.headers, "x-rate-limit-reset"), Some("1795392060"));
+        assert_eq!(get(&r.headers, "x-rate-limit-reset"), Some("1795392059"));
         assert_eq!(
             get(&r.headers, "date"),
             Some("Mon, 23 Nov 2026 00:00:00 GMT")
         );
-        assert_eq!(get(&r.headers, "x-okta-request-id"), Some("oaeX"));
+        let request_id = okta_request_id(7);
+        assert_eq!(
+            get(&r.headers, "x-okta-request-id"),
+            Some(request_id.as_str())
+        );
         assert_eq!(get(&r.headers, "content-type"), Some("application/json"));
+        let error_id = okta_error_id(7);
         assert_eq!(
             r.body,
-            r#"{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests.","errorLink":"E0000047","errorId":"oaeX","errorCauses":[]}"#,
+            format!(
+                r#"{{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests.","errorLink":"E0000047","errorId":"{error_id}","errorCauses":[]}}"#
+            ),
             "Okta's key order"
         );
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
@@ -323,22 +370,31 @@ mod tests {
             body,
             serde_json::json!({"errorCode": "E0000047",
                 "errorSummary": "API call exceeded rate limit due to too many requests.",
-                "errorLink": "E0000047", "errorId": "oaeX", "errorCauses": []})
+                "errorLink": "E0000047", "errorId": error_id, "errorCauses": []})
         );
+    }
+
+    #[test]
+    fn okta_reset_is_the_window_end_rounded_down() {
+        let b = bucket("okta.management.users", 600);
+        // A window opened at NOW (x.25 s) ends at x.25 + 60: Reset = Date + 60.
+        let report = Report {
+            limit: 600,
+            remaining: 599,
+            reset_us: NOW + 60 * MICROS_PER_SEC,
+        };
+        let h = rate_headers(Dialect::Okta, HeaderStyle::Vendor, &b, &report, NOW);
+        assert_eq!(get(&h, "x-rate-limit-reset"), Some("1795392060"));
+        // Auth0 keeps rounding up (the second at which a request is back).
+        let h = rate_headers(Dialect::Auth0, HeaderStyle::Vendor, &b, &report, NOW);
+        assert_eq!(get(&h, "x-ratelimit-reset"), Some("1795392061"));
     }
 
     #[test]
     fn auth0_429_has_retry_after_and_its_body() {
         let mut b = bucket("auth0.tenant.per-second", 50);
         b.reject = RejectBody::StandardSaying(crate::catalog::auth0::GLOBAL_LIMIT_MESSAGE.into());
-        let r = too_many_requests(
-            Dialect::Auth0,
-            HeaderStyle::Vendor,
-            &b,
-            &rejected(NOW + 20_000),
-            NOW,
-            "x",
-        );
+        let r = too_many_requests(voice(Dialect::Auth0), &b, &rejected(NOW + 20_000), NOW, 1);
         assert_eq!(get(&r.headers, "retry-after"), Some("1"));
         assert_eq!(get(&r.headers, "x-ratelimit-reset"), Some("1795392001"));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
@@ -348,12 +404,11 @@ mod tests {
         let mut jobs = bucket("auth0.import-jobs", 2);
         jobs.reject = RejectBody::Message(crate::catalog::auth0::IMPORT_JOBS_MESSAGE.into());
         let r = too_many_requests(
-            Dialect::Auth0,
-            HeaderStyle::Vendor,
+            voice(Dialect::Auth0),
             &jobs,
             &rejected(NOW + 5_000_000),
             NOW,
-            "x",
+            1,
         );
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
@@ -433,11 +488,34 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_look_like_oktas() {
-        let a = request_id(1);
-        assert_eq!(a.len(), 22);
-        assert!(a.starts_with("oae"));
-        assert_ne!(a, request_id(2));
-        assert!(!request_id(0).contains("00000"), "{}", request_id(0));
+    fn onelogin_429_has_retry_after_only_when_asked() {
+        let b = bucket("onelogin.account", 5000);
+        let out = rejected(NOW + 832 * MICROS_PER_SEC);
+        let plain = too_many_requests(voice(Dialect::OneLogin), &b, &out, NOW, 1);
+        assert_eq!(plain.status, 429);
+        assert_eq!(get(&plain.headers, "retry-after"), None);
+        assert_eq!(get(&plain.headers, "x-ratelimit-reset"), Some("832"));
+        let asked = Voice {
+            onelogin_retry_after: true,
+            ..voice(Dialect::OneLogin)
+        };
+        let r = too_many_requests(asked, &b, &out, NOW, 1);
+        assert_eq!(get(&r.headers, "retry-after"), Some("832"));
+    }
+
+    #[test]
+    fn ids_look_like_oktas() {
+        let e = okta_error_id(1);
+        assert_eq!(e.len(), 25);
+        assert!(e.starts_with("oae") && e.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(e, okta_error_id(2));
+        assert!(!okta_error_id(0).contains("00000"), "{}", okta_error_id(0));
+        let r = okta_request_id(1);
+        assert_eq!(r.len(), 32);
+        assert!(r
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_ne!(r, okta_request_id(2));
+        assert_ne!(r, e);
     }
 }

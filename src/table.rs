@@ -158,8 +158,10 @@ impl SlotTable {
             };
             let state = if own.is_some() {
                 Some(entries[way].state)
-            } else {
+            } else if limit.algorithm.inherits_overflow() {
                 self.overflow_state(store, bucket_fingerprint, limit, now)?
+            } else {
+                None
             };
             let (outcome, next) = limit.acquire(state, now);
             let Some(next) = next else {
@@ -296,6 +298,8 @@ fn stale_after(limit: &Limit, state: State) -> u64 {
         FixedWindow => state[0].saturating_add(limit.window_us),
         TokenBucket => state[0],
         Concurrency => state.iter().copied().max().unwrap_or(0),
+        InFlight if state[0] == 0 => 0,
+        InFlight => state[1].saturating_add(limit.window_us),
     }
 }
 

@@ -154,8 +154,8 @@ fn assert_okta_429(r: &Response, limit: u64, reset: u64, sent: (u64, u64), what:
         .unwrap_or_else(|| panic!("{what}: errorId is not a string: {body}"))
         .to_string();
     assert!(
-        id.len() == 22 && id.starts_with("oae") && id.bytes().all(|b| b.is_ascii_alphanumeric()),
-        "{what}: errorId {id:?} should be `oae` + 19 alphanumerics"
+        id.len() == 25 && id.starts_with("oae") && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{what}: errorId {id:?} should be `oae` + 22 alphanumerics, as Okta's are"
     );
     assert_eq!(
         body,
@@ -168,10 +168,33 @@ fn assert_okta_429(r: &Response, limit: u64, reset: u64, sent: (u64, u64), what:
         }),
         "{what}: 429 body"
     );
-    assert_eq!(
-        r.header("x-okta-request-id"),
-        Some(id.as_str()),
-        "{what}: X-Okta-Request-Id must equal errorId"
+    let request_id = r.header("x-okta-request-id").unwrap_or_default();
+    assert!(
+        request_id.len() == 32 && request_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{what}: X-Okta-Request-Id {request_id:?} should be 32 hex digits, as Okta's are"
+    );
+    assert_ne!(
+        request_id, id,
+        "{what}: Okta's errorId is never its request id"
+    );
+    assert_reset_within_a_window_of_date(r, what);
+}
+
+/// Okta's Reset is the window's end rounded down, so it is never more than the window (60 s)
+/// after the response's Date.
+fn assert_reset_within_a_window_of_date(r: &Response, what: &str) {
+    let date = r.header("date").and_then(imf_fixdate);
+    let reset = r.header_u64("x-rate-limit-reset");
+    let (Some(date), Some(reset)) = (date, reset) else {
+        panic!(
+            "{what}: Date and X-Rate-Limit-Reset needed: {:?}",
+            r.headers
+        )
+    };
+    assert!(
+        reset >= date && reset - date <= 60,
+        "{what}: Reset {reset} - Date {date} = {} s, Okta's is at most 60",
+        reset as i64 - date as i64
     );
 }
 
@@ -182,12 +205,21 @@ fn timed(c: &mut Client, method: &str, path: &str, h: &[(&str, &str)]) -> (Respo
     (r, (before, now_epoch_secs()))
 }
 
-/// The reset of a window opened by a request sent within `sent`: ceil(start + 60 s).
-fn assert_fresh_reset(reset: u64, sent: (u64, u64), what: &str) {
+/// The first request of a window: Okta's Reset is exactly its Date + 60 s (the window's end,
+/// rounded down), and the Date is within the time the request was sent.
+fn assert_fresh_reset(r: &Response, sent: (u64, u64), what: &str) {
+    let date = r
+        .header("date")
+        .and_then(imf_fixdate)
+        .unwrap_or_else(|| panic!("{what}: no IMF-fixdate Date: {:?}", r.headers));
     assert!(
-        (sent.0 + 60..=sent.1 + 61).contains(&reset),
-        "{what}: X-Rate-Limit-Reset {reset} should be 60 s after the first request of the \
-         window (sent during epoch seconds {sent:?})"
+        (sent.0..=sent.1).contains(&date),
+        "{what}: Date {date} outside {sent:?}"
+    );
+    assert_eq!(
+        r.header_u64("x-rate-limit-reset"),
+        Some(date + 60),
+        "{what}: X-Rate-Limit-Reset of a window's first request is Date + 60"
     );
 }
 
@@ -205,9 +237,9 @@ fn sleep_until_epoch(secs: u64) {
 fn logs_bucket_exact_boundary_and_okta_429() {
     let envoy = okta("integrator-free");
     let mut c = envoy.client();
-    let (first, sent) = timed(&mut c, "GET", LOGS, &[]);
-    let first = assert_admitted(&first, 20, 19, "request 1");
-    assert_fresh_reset(first.reset, sent, "request 1");
+    let (r, sent) = timed(&mut c, "GET", LOGS, &[]);
+    let first = assert_admitted(&r, 20, 19, "request 1");
+    assert_fresh_reset(&r, sent, "request 1");
     for i in 2..=20 {
         let r = c.request("GET", LOGS, &[]);
         let got = assert_admitted(&r, 20, 20 - i, &format!("request {i}"));
@@ -685,7 +717,7 @@ fn after_the_reset_the_window_rolls_over() {
     let mut c = envoy.client(); // the old connection may have idled out
     let (r, sent) = timed(&mut c, "GET", LOGS, &[]);
     let next = assert_admitted(&r, 20, 19, "first request after the reset");
-    assert_fresh_reset(next.reset, sent, "new window");
+    assert_fresh_reset(&r, sent, "new window");
     assert!(next.reset >= reset + 63, "{} vs {reset}", next.reset);
     assert_admitted(&c.request("GET", LOGS, &[]), 20, 18, "second request");
     assert_eq!(envoy.counter(&format!("{LOGS_METRIC}.admitted")), 22);

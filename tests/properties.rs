@@ -403,9 +403,11 @@ fn a_refusal_names_the_exact_microsecond_it_ends() {
 }
 
 /// The same promise as the client reads it, through the whole decision and
-/// the response headers: Auth0's `Retry-After` (seconds to wait) and Okta's
-/// `X-Rate-Limit-Reset` (epoch second) are the first whole second at which
-/// the request is admitted; a second earlier it is still refused.
+/// the response headers: Auth0's `Retry-After` (seconds to wait) is the first
+/// whole second at which the request is admitted, a second earlier it is still
+/// refused; Okta's `X-Rate-Limit-Reset` is the window's end rounded down, so a
+/// request is admitted at Reset + 1 (what Okta's SDKs wait for) and refused
+/// just before Reset.
 #[test]
 fn retry_after_and_reset_headers_are_the_first_admitting_second() {
     use idp_ratelimit::engine::{Engine, RequestFacts, Verdict};
@@ -457,15 +459,19 @@ fn retry_after_and_reset_headers_are_the_first_admitting_second() {
             let d = engine.decide(&store, &Get, now, 0);
             if matches!(d.verdict, Verdict::Reply(_)) {
                 refusals += 1;
-                // The first admitting second, as each dialect spells it.
-                let first = if dialect == "auth0" {
+                // The first admitting second, as each dialect spells it. Okta's Reset is the
+                // window's end rounded down (as Okta sends it), so the first second sure to
+                // admit is Reset + 1 (what Okta's SDKs wait for), and just before Reset the
+                // window is surely still closed.
+                let (first, before) = if dialect == "auth0" {
                     let secs = header(&d.verdict, "retry-after").unwrap();
                     assert!(secs >= 1, "{json}");
-                    now + secs * MICROS_PER_SEC
+                    let first = now + secs * MICROS_PER_SEC;
+                    (first, first - MICROS_PER_SEC)
                 } else {
-                    header(&d.verdict, "x-rate-limit-reset").unwrap() * MICROS_PER_SEC
+                    let reset = header(&d.verdict, "x-rate-limit-reset").unwrap() * MICROS_PER_SEC;
+                    (reset + MICROS_PER_SEC, reset.saturating_sub(1))
                 };
-                let before = first - MICROS_PER_SEC;
                 if before >= now {
                     let d = engine.decide(&store, &Get, before, 0);
                     assert!(

@@ -1,6 +1,7 @@
 //! End-to-end: the vendors' official SDKs retry correctly on the filter's 429s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod common;
+mod slow_listener;
 use common::*;
 
 // Each test starts Envoy with one vendor's catalog and one bucket shrunk (through `overrides`)
@@ -53,6 +54,11 @@ impl Drop for Scratch {
 /// fresh HOME and working directory, so no okta.yaml or OKTA_CLIENT_* can leak in) and panics
 /// with its output unless it exits 0. Envoy's log tail follows from `Envoy`'s drop.
 fn run_sdk_script(envoy: &Envoy, script: &str, env: &[(&str, &str)]) {
+    run_sdk_script_on(envoy.port(), script, env)
+}
+
+/// The same, against the listener on `port`.
+fn run_sdk_script_on(port: u16, script: &str, env: &[(&str, &str)]) {
     let python = crate_path(".venv/bin/python");
     let path = crate_path("tests/sdk").join(script);
     assert!(
@@ -65,7 +71,7 @@ fn run_sdk_script(envoy: &Envoy, script: &str, env: &[(&str, &str)]) {
     let out = File::create(&out_path).expect("create output file");
     let mut cmd = Command::new(&python);
     cmd.arg(&path)
-        .arg(envoy.port().to_string())
+        .arg(port.to_string())
         .env_clear()
         .env("HOME", scratch.0.join("home"))
         .env("TMPDIR", scratch.0.join("tmp"))
@@ -109,12 +115,13 @@ fn run_sdk_script(envoy: &Envoy, script: &str, env: &[(&str, &str)]) {
 
 #[test]
 fn okta_sdk_waits_for_the_reset_and_retries() {
-    // Fixed window of 2 per 3 s, opened by the script's first call.
-    let bucket = "okta.management.users";
-    let envoy = Envoy::start(&format!(
-        r#"{{"vendor": "okta", "plan": "enterprise",
-            "overrides": [{{"bucket": "{bucket}", "limit": 2, "window": 3}}]}}"#
-    ));
+    // Fixed window of 4 per 3 s, opened by the script's first call; the SDK's one API token
+    // may use half of it (Okta's default per-principal share), so it meets its 429 after 2.
+    let bucket = "okta.management.users.principal";
+    let envoy = Envoy::start(
+        r#"{"vendor": "okta", "plan": "enterprise",
+            "overrides": [{"bucket": "okta.management.users", "limit": 4, "window": 3}]}"#,
+    );
     run_sdk_script(
         &envoy,
         "okta_sdk.py",
@@ -124,6 +131,36 @@ fn okta_sdk_waits_for_the_reset_and_retries() {
     // maxRetries 0 and the retrying call's first attempt. Any extra attempt shows here.
     assert_eq!(envoy.counter(&format!("{bucket}.admitted")), 3);
     assert_eq!(envoy.counter(&format!("{bucket}.rejected")), 2);
+    // The org's bucket admitted the same 3 and refused none.
+    assert_eq!(envoy.counter("okta.management.users.admitted"), 3);
+    assert_eq!(envoy.counter("okta.management.users.rejected"), 0);
+}
+
+#[test]
+fn okta_sdk_recognises_the_concurrency_429() {
+    // One place in flight per org; the script holds it with one slow request.
+    let (envoy, port) = slow_listener::start(
+        r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": "slow",
+            "overrides": [{"bucket": "okta.concurrency", "limit": 1}]}"#,
+        2,
+    );
+    run_sdk_script_on(
+        port,
+        "okta_sdk.py",
+        &[
+            ("OKTA_TESTING_TESTINGDISABLEHTTPSCHECK", "true"),
+            ("OKTA_SDK_MODE", "concurrency"),
+        ],
+    );
+    let counter = |what: &str| {
+        envoy
+            .stat(&format!("slow.okta.concurrency.{what}"))
+            .unwrap_or_else(|| panic!("no concurrency counter {what}"))
+    };
+    // Admitted: the held request and the retry. Refused: the no-retry call and the retrying
+    // call's first attempt.
+    assert_eq!(counter("admitted"), 2);
+    assert_eq!(counter("rejected"), 2);
 }
 
 #[test]
@@ -144,14 +181,28 @@ fn auth0_sdk_honours_retry_after() {
 }
 
 #[test]
-fn onelogin_sdk_retries_through_urllib3_on_retry_after() {
+fn onelogin_sdk_does_not_retry_without_retry_after_as_against_onelogin() {
     // Fixed window of 2 per 3 s over every /api/ and /auth/ call.
     let bucket = "onelogin.account";
     let envoy = Envoy::start(&format!(
         r#"{{"vendor": "onelogin",
             "overrides": [{{"bucket": "{bucket}", "limit": 2, "window": 3}}]}}"#
     ));
-    run_sdk_script(&envoy, "onelogin_sdk.py", &[]);
+    run_sdk_script(&envoy, "onelogin_sdk.py", &[("ONELOGIN_RETRY_AFTER", "0")]);
+    // 2 to fill the window, 1 after it; refused: the no-retry call and the default call, each
+    // once (urllib3 did not retry).
+    assert_eq!(envoy.counter(&format!("{bucket}.admitted")), 3);
+    assert_eq!(envoy.counter(&format!("{bucket}.rejected")), 2);
+}
+
+#[test]
+fn onelogin_sdk_retries_through_urllib3_when_retry_after_is_on() {
+    let bucket = "onelogin.account";
+    let envoy = Envoy::start(&format!(
+        r#"{{"vendor": "onelogin", "retry_after": true,
+            "overrides": [{{"bucket": "{bucket}", "limit": 2, "window": 3}}]}}"#
+    ));
+    run_sdk_script(&envoy, "onelogin_sdk.py", &[("ONELOGIN_RETRY_AFTER", "1")]);
     // The script's last call, GET /auth/rate_limit, is answered by the filter and not counted.
     assert_eq!(envoy.counter(&format!("{bucket}.admitted")), 3);
     assert_eq!(envoy.counter(&format!("{bucket}.rejected")), 2);

@@ -6,10 +6,14 @@ use idp_ratelimit::policy::Mode;
 use idp_ratelimit::policy::{Bucket, Scope};
 use serde_json::{json, Value};
 
-/// `600/min`, `10/s`, `5/day`, `100/90s`; `2 active` for a concurrency limit.
+/// `600/min`, `10/s`, `5/day`, `100/90s`; `2 active` for a concurrency limit,
+/// `75 in flight` for requests in flight.
 pub fn limit(l: &Limit) -> String {
     if l.algorithm == Algorithm::Concurrency {
         return format!("{} active", l.limit);
+    }
+    if l.algorithm == Algorithm::InFlight {
+        return format!("{} in flight", l.limit);
     }
     format!("{}/{}", l.limit, window(l.window_us))
 }
@@ -42,6 +46,7 @@ pub fn algorithm(a: Algorithm) -> &'static str {
         Algorithm::FixedWindow => "fixed window",
         Algorithm::TokenBucket => "token bucket",
         Algorithm::Concurrency => "concurrency",
+        Algorithm::InFlight => "in flight",
     }
 }
 
@@ -50,6 +55,7 @@ fn algorithm_id(a: Algorithm) -> &'static str {
         Algorithm::FixedWindow => "fixed_window",
         Algorithm::TokenBucket => "token_bucket",
         Algorithm::Concurrency => "concurrency",
+        Algorithm::InFlight => "in_flight",
     }
 }
 
@@ -63,6 +69,13 @@ pub fn scope(s: &Scope) -> String {
         Scope::JwtSubjectWithScope(part) => {
             format!("per JWT sub, tokens with a scope containing {part}")
         }
+        Scope::OktaClient { client_id: true } => {
+            "per host, client_id, client IP and dt cookie".to_string()
+        }
+        Scope::OktaClient { client_id: false } => "per host, client IP and dt cookie".to_string(),
+        Scope::OktaPrincipal => "per host and API token or OAuth client".to_string(),
+        Scope::HostAndClientIp => "per host and client IP".to_string(),
+        Scope::BearerUser => "per host and bearer token user".to_string(),
     }
 }
 
@@ -73,6 +86,10 @@ fn scope_json(s: &Scope) -> Value {
         Scope::ClientIp => json!("client_ip"),
         Scope::Header(h) => json!({"header": h}),
         Scope::JwtSubjectWithScope(part) => json!({"jwt_sub_with_scope": part}),
+        Scope::OktaClient { client_id } => json!({"okta_client": {"client_id": client_id}}),
+        Scope::OktaPrincipal => json!("okta_principal"),
+        Scope::HostAndClientIp => json!("host_and_client_ip"),
+        Scope::BearerUser => json!("bearer_user"),
     }
 }
 

@@ -60,6 +60,8 @@ impl RouteText {
 struct Row {
     bucket: Bucket,
     routes: Vec<RouteText>,
+    /// Passed by every counted request first (Okta's concurrency limit).
+    gate: bool,
 }
 
 /// One configuration's table.
@@ -99,9 +101,11 @@ pub fn table(bytes: &[u8]) -> Result<Table, Failure> {
     let mut rows: Vec<Row> = policy
         .buckets
         .iter()
-        .map(|b| Row {
+        .enumerate()
+        .map(|(i, b)| Row {
             bucket: b.clone(),
             routes: Vec::new(),
+            gate: spec.gates.contains(&i),
         })
         .collect();
     let (mut exempt, mut status) = (Vec::new(), Vec::new());
@@ -199,7 +203,7 @@ pub fn tables(bytes: &[u8], plans: &[String]) -> Result<Vec<Table>, Failure> {
 }
 
 /// A route list for a table cell: `/x/*` stands for the routes it covers.
-fn routes_cell(routes: &[RouteText], markdown: bool) -> String {
+fn routes_cell(routes: &[RouteText], markdown: bool, gate: bool) -> String {
     let shown: Vec<&RouteText> = routes
         .iter()
         .filter(|r| !routes.iter().any(|c| c.covers(r)))
@@ -216,7 +220,11 @@ fn routes_cell(routes: &[RouteText], markdown: bool) -> String {
         .collect::<Vec<_>>()
         .join("; ");
     if cell.is_empty() {
-        cell = "(no route)".to_string();
+        cell = match gate {
+            true => "(every counted request)",
+            false => "(no route)",
+        }
+        .to_string();
     }
     cell
 }
@@ -300,7 +308,11 @@ pub fn render(tables: &[Table], across_plans: bool, format: Format) -> Result<St
         } else {
             b.id.clone()
         };
-        let mut cells = vec![b.label.clone(), id, routes_cell(&row.routes, markdown)];
+        let mut cells = vec![
+            b.label.clone(),
+            id,
+            routes_cell(&row.routes, markdown, row.gate),
+        ];
         cells.extend(
             limits
                 .iter()

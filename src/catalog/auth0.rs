@@ -303,7 +303,29 @@ fn add_row_buckets(
 
 /// Builds the Auth0 policy for a canonical plan; `import_job_hold_secs` is
 /// how long an accepted import job counts as active.
-pub fn policy(plan: &str, import_job_hold_secs: u64) -> PolicySpec {
+pub fn policy(plan: &str, import_job_hold_secs: u64, catalogs: &[String]) -> PolicySpec {
+    let mut spec = if catalogs.iter().any(|c| c == "management") {
+        management_policy(plan, import_job_hold_secs)
+    } else {
+        PolicySpec::default()
+    };
+    // The Authentication API answers a dynamic client registration refusal
+    // in its own (OAuth) form.
+    let oidc = spec.bucket_index("auth0.self-service.oidc-register.per-second");
+    if let Some(b) = oidc.and_then(|i| spec.buckets.get_mut(i)) {
+        b.reject = RejectBody::OAuth(super::auth0_authentication::TOO_MANY_REQUESTS.to_string());
+    }
+    if catalogs.iter().any(|c| c == "authentication") {
+        super::auth0_authentication::add(&mut spec, plan, oidc);
+    }
+    spec
+}
+
+/// Which Auth0 tables apply: the Management API's (default) and the
+/// Authentication API's.
+pub const CATALOGS: [&str; 2] = ["management", "authentication"];
+
+fn management_policy(plan: &str, import_job_hold_secs: u64) -> PolicySpec {
     let mut spec = PolicySpec::default();
     let tenant = TENANT
         .iter()

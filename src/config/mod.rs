@@ -50,6 +50,8 @@ pub struct Config {
     /// Publish and log the raw scope key (a client IP, a header value)
     /// rather than its kind.
     pub log_scope_keys: bool,
+    /// OneLogin dialect: add `Retry-After` to 429s (OneLogin documents none).
+    pub retry_after: bool,
     pub policy: PolicySpec,
     /// Fleet mode: count through a rate-limit service (`None`: this Envoy only).
     pub fleet: Option<crate::rls::config::Fleet>,
@@ -76,6 +78,9 @@ pub const FIELDS: &[&str] = &[
     "debug_headers",
     "log_scope_keys",
     "fleet",
+    "retry_after",
+    "client_limits",
+    "principal_share_percent",
 ];
 const VENDORS: [&str; 4] = ["okta", "auth0", "onelogin", "custom"];
 
@@ -114,10 +119,13 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         }
         Ok(())
     };
-    only_for("catalogs", &["okta"])?;
+    only_for("catalogs", &["okta", "auth0"])?;
     only_for("import_job_hold_seconds", &["auth0"])?;
     only_for("routes", &["custom"])?;
     only_for("dialect", &["custom"])?;
+    only_for("retry_after", &["onelogin", "custom"])?;
+    only_for("client_limits", &["okta"])?;
+    only_for("principal_share_percent", &["okta"])?;
 
     let (plan, mut policy, dialect) = match vendor {
         "okta" => {
@@ -137,7 +145,16 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
                     format!("must name at least one of: {}", okta::CATALOGS.join(", ")),
                 );
             }
-            (plan, okta::policy(plan, &catalogs), Dialect::Okta)
+            let client_limits = match obj.get("client_limits") {
+                None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => return err("client_limits", format!("must be true or false, got {v}")),
+            };
+            (
+                plan,
+                okta::policy(plan, &catalogs, client_limits),
+                Dialect::Okta,
+            )
         }
         "auth0" => {
             let plan = plan(&obj, &auth0::PLANS, &["trial"], auth0::canonical_plan)?;
@@ -145,7 +162,17 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
                 None => auth0::DEFAULT_IMPORT_JOB_HOLD_SECS,
                 Some(v) => integer(v, "import_job_hold_seconds", 1, 86_400)?,
             };
-            (plan, auth0::policy(plan, hold), Dialect::Auth0)
+            let catalogs = match obj.get("catalogs") {
+                None => vec!["management".to_string()],
+                Some(v) => string_list(v, "catalogs", Some(&auth0::CATALOGS))?,
+            };
+            if catalogs.is_empty() {
+                return err(
+                    "catalogs",
+                    format!("must name at least one of: {}", auth0::CATALOGS.join(", ")),
+                );
+            }
+            (plan, auth0::policy(plan, hold, &catalogs), Dialect::Auth0)
         }
         "onelogin" => {
             let plan = match obj.get("plan") {
@@ -190,6 +217,15 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     };
 
     options::apply(&mut policy, &obj, vendor)?;
+    if vendor == "okta" {
+        let share = match obj.get("principal_share_percent") {
+            None => okta::DEFAULT_PRINCIPAL_SHARE_PERCENT,
+            Some(v) => integer(v, "principal_share_percent", 1, 100)?,
+        };
+        if share < 100 {
+            okta::add_principal_share(&mut policy, share);
+        }
+    }
     let mode = match obj.get("mode") {
         None => Mode::Enforce,
         Some(v) => match one_of(v, "mode", &["enforce", "shadow"])? {
@@ -229,7 +265,13 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         None => None,
         Some(v) => Some(crate::rls::config::parse_fleet(v)?),
     };
+    let retry_after = match obj.get("retry_after") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return err("retry_after", format!("must be true or false, got {v}")),
+    };
     Ok(Config {
+        retry_after,
         vendor: vendor.to_string(),
         plan: plan.to_string(),
         dialect,
@@ -280,12 +322,15 @@ mod tests {
             parse_str(r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": "okta_egress"}"#)
                 .unwrap();
         assert_eq!(c.stat_prefix, "okta_egress");
-        assert_eq!(c.policy.buckets.len(), 14 + 7);
+        // Both tables' rows, the concurrency limit, the client-based limits
+        // (2 endpoints x per minute and in flight), each management row's
+        // per-principal share.
+        assert_eq!(c.policy.buckets.len(), 14 + 7 + 1 + 4 + 14);
         let c =
             parse_str(r#"{"vendor": "okta", "plan": "developer-free", "catalogs": ["end-user"]}"#)
                 .unwrap();
         assert_eq!(c.plan, "integrator-free");
-        assert_eq!(c.policy.buckets.len(), 7);
+        assert_eq!(c.policy.buckets.len(), 7 + 1 + 4);
     }
 
     #[test]
@@ -304,6 +349,30 @@ mod tests {
                 "plna",
             ),
             (r#"{"": {"": -7}}"#, "\"\""),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "retry_after": true}"#,
+                "retry_after",
+            ),
+            (
+                r#"{"vendor": "onelogin", "retry_after": "yes"}"#,
+                "retry_after",
+            ),
+            (
+                r#"{"vendor": "onelogin", "catalogs": ["management"]}"#,
+                "catalogs",
+            ),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "principal_share_percent": 0}"#,
+                "principal_share_percent",
+            ),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "client_limits": 1}"#,
+                "client_limits",
+            ),
+            (
+                r#"{"vendor": "auth0", "plan": "free", "client_limits": false}"#,
+                "client_limits",
+            ),
             (
                 r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": "Bad.Prefix"}"#,
                 "stat_prefix",
@@ -333,8 +402,8 @@ mod tests {
                 "catalogs",
             ),
             (
-                r#"{"vendor": "auth0", "plan": "enterprise-prod", "catalogs": ["management"]}"#,
-                "catalogs",
+                r#"{"vendor": "auth0", "plan": "enterprise-prod", "catalogs": ["end-user"]}"#,
+                "catalogs[0]",
             ),
             (
                 r#"{"vendor": "auth0", "plan": "enterprise-prod", "import_job_hold_seconds": 0}"#,
@@ -482,6 +551,16 @@ mod tests {
         for plan in auth0::PLANS.iter().chain(&["trial"]) {
             let c = parse_str(&format!(r#"{{"vendor": "auth0", "plan": "{plan}"}}"#)).unwrap();
             crate::policy::Policy::compile(c.policy).unwrap();
+            for catalogs in [
+                r#"["authentication"]"#,
+                r#"["management", "authentication"]"#,
+            ] {
+                let c = parse_str(&format!(
+                    r#"{{"vendor": "auth0", "plan": "{plan}", "catalogs": {catalogs}}}"#
+                ))
+                .unwrap();
+                crate::policy::Policy::compile(c.policy).unwrap();
+            }
         }
         let c = parse_str(r#"{"vendor": "onelogin"}"#).unwrap();
         crate::policy::Policy::compile(c.policy).unwrap();

@@ -56,11 +56,12 @@ pub(super) fn apply(
     }
     if let Some(v) = obj.get("headroom_percent") {
         let pct = integer(v, "headroom_percent", 1, 100)?;
-        for b in policy
-            .buckets
-            .iter_mut()
-            .filter(|b| b.limit.algorithm != Algorithm::Concurrency)
-        {
+        for b in policy.buckets.iter_mut().filter(|b| {
+            !matches!(
+                b.limit.algorithm,
+                Algorithm::Concurrency | Algorithm::InFlight
+            )
+        }) {
             b.limit.limit = (b.limit.limit * pct / 100).max(1);
         }
     }

@@ -40,6 +40,9 @@ pub fn placement(bucket: &Bucket, server: Server) -> Placement {
     if bucket.limit.algorithm == Algorithm::Concurrency {
         return local("import-job concurrency: a hold is given back when the job ends or fails, which a window counter cannot do");
     }
+    if bucket.limit.algorithm == Algorithm::InFlight {
+        return local("requests in flight: each is given back when its stream ends, which a window counter cannot do");
+    }
     if matches!(bucket.scope, Scope::JwtSubjectWithScope(_)) {
         return local(
             "per-token SPA limit: keyed by the bearer token's subject, kept next to the token",
@@ -98,10 +101,15 @@ mod tests {
             r#"{"vendor": "okta", "plan": "enterprise"}"#,
             r#"{"vendor": "onelogin"}"#,
         ] {
+            // Requests in flight (Okta's concurrency limits) stay in each Envoy.
+            let in_flight = |id: &str| id == "okta.concurrency" || id.ends_with(".concurrent");
             for (id, p) in placements(json, Server::EnvoyRatelimit) {
-                assert!(p.is_fleet(), "{id}: {p:?}");
+                assert_eq!(p.is_fleet(), !in_flight(&id), "{id}: {p:?}");
             }
-            for (id, p) in placements(json, Server::Limitador) {
+            for (id, p) in placements(json, Server::Limitador)
+                .into_iter()
+                .filter(|(id, _)| !in_flight(id))
+            {
                 assert!(
                     matches!(p, Placement::Fleet { inexact: None, .. }),
                     "{id}: {p:?}"

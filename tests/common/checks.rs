@@ -49,11 +49,16 @@ pub fn assert_okta_429(r: &Response, limit: u64, what: &str) {
         "{what}: {r:?}"
     );
     assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
-    let id = r
-        .header("x-okta-request-id")
-        .unwrap_or_else(|| panic!("{what}: no x-okta-request-id: {r:?}"));
+    // As Okta's: the request id is 32 hex digits, the errorId another id (`oae…`).
+    assert!(
+        r.header("x-okta-request-id").is_some_and(|v| v.len() == 32),
+        "{what}: no 32-hex x-okta-request-id: {r:?}"
+    );
+    let body = r.json();
+    let id = body["errorId"].as_str().unwrap_or_default();
+    assert!(id.starts_with("oae"), "{what}: errorId {id:?}");
     assert_eq!(
-        r.json(),
+        body,
         json!({"errorCode": "E0000047",
                "errorSummary": "API call exceeded rate limit due to too many requests.",
                "errorLink": "E0000047", "errorId": id, "errorCauses": []}),

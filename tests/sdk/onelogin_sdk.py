@@ -13,7 +13,10 @@ Steps:
   1. LIMIT calls (UsersV2Api.list_users2, GET /api/2/users): admitted.
   2. One call with Configuration.retries = False: the SDK raises ApiException 429 carrying the
      filter's OneLogin-style body, without retrying.
-  3. One call with the defaults: 429, a wait of Retry-After seconds, one retry, success.
+  3. One call with the defaults. As OneLogin answers (no Retry-After): one 429, no retry, the
+     SDK raises; the script waits out the window and calls once more (admitted). With
+     ONELOGIN_RETRY_AFTER=1 (the filter's "retry_after": true): 429, a wait of Retry-After
+     seconds, one retry, success.
   4. OAuth2Api.get_rate_limit (GET /auth/rate_limit, answered by the filter and not counted):
      the SDK parses it, and it reports the new window (LIMIT, LIMIT - 1 left).
 
@@ -24,6 +27,7 @@ Exits 0 only if every check passed; prints each check and the attempts either wa
 """
 
 import json
+import os
 import sys
 import time
 
@@ -36,6 +40,8 @@ from sdkcheck import ATTEMPTS, SLACK, check, finish  # noqa: E402
 LIMIT = 2  # must match the override in tests/sdk_e2e.rs
 WINDOW = 3  # seconds; must match the override in tests/sdk_e2e.rs
 PORT = int(sys.argv[1])
+# "1" when the filter runs with "retry_after": true; OneLogin itself sends no Retry-After.
+RETRY_AFTER = os.environ.get("ONELOGIN_RETRY_AFTER") == "1"
 
 
 
@@ -119,6 +125,26 @@ def main():
     check(isinstance(status, dict) and status.get("code") == 429 and status.get("error") is True,
           f"no-retry call: the error body is OneLogin's status envelope ({body!r})")
 
+    if not RETRY_AFTER:
+        # 3'. As OneLogin answers: no Retry-After, so urllib3 does not retry; the SDK raises.
+        _, err, attempts, _ = call(users.list_users2, "default call, no Retry-After")
+        statuses = [a["status"] for a in attempts]
+        check(statuses == [429], f"default call: one attempt, 429, no retry (got {statuses})")
+        check(isinstance(err, ApiException) and err.status == 429,
+              f"default call: the SDK raised ApiException 429 (got {type(err).__name__}: {err})")
+        h = attempts[0]["resp"] if attempts else {}
+        check("retry-after" not in h, f"the 429 has no Retry-After, as OneLogin's ({h})")
+        left = h.get("x-ratelimit-reset", "")
+        check(left.isdigit() and 1 <= int(left) <= WINDOW,
+              f"429 X-RateLimit-Reset {left!r} is the seconds left of the {WINDOW} s window")
+        # The caller waits out the window itself, then calls again.
+        time.sleep((int(left) if left.isdigit() else WINDOW) + 0.2)
+        _, err, attempts, _ = call(users.list_users2, "call after the window")
+        check(err is None and [a["status"] for a in attempts] == [201],
+              f"call after the window admitted (error={err!r})")
+        status_endpoint(oauth)
+        return
+
     # 3. urllib3's default retry: 429, wait Retry-After, retry, success.
     _, err, attempts, took = call(users.list_users2, "retrying call")
     statuses = [a["status"] for a in attempts]
@@ -141,6 +167,10 @@ def main():
                   f"retry sent {gap:.3f} s after the 429 (expected {ra} s)")
             check(took <= ra + SLACK + 1, f"retrying call took {took:.3f} s in all")
 
+    status_endpoint(oauth)
+
+
+def status_endpoint(oauth):
     # 4. The status endpoint, through the SDK's own model.
     rl, err, attempts, _ = call(oauth.get_rate_limit, "get_rate_limit")
     data = getattr(rl, "data", None)

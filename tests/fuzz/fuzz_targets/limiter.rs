@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 9 {
         return;
     }
-    let algorithm = [Algorithm::FixedWindow, Algorithm::TokenBucket, Algorithm::Concurrency][usize::from(data[0]) % 3];
+    let algorithm = [Algorithm::FixedWindow, Algorithm::TokenBucket, Algorithm::Concurrency, Algorithm::InFlight][usize::from(data[0]) % 4];
     let limit = u64::from(u16::from_le_bytes([data[1], data[2]])).max(1);
     let window_us = u64::from(u32::from_le_bytes([data[3], data[4], data[5], data[6]])).max(1);
     let l = Limit { algorithm, limit, window_us };
