@@ -2,15 +2,17 @@
 //! applies, and say what to answer. Pure logic over a `SharedStore` and a
 //! `RequestFacts`, so the whole path runs in host tests.
 
-use crate::config::Config;
+use crate::config::{Config, Upstream};
 use crate::identity;
-use crate::limiter::{Outcome, State};
+use crate::learned::{self, Learned};
+use crate::limiter::{Algorithm, Outcome, State};
 use crate::peak::PeakRecords;
 use crate::policy::{Bucket, Mode, Policy, Resolved, Scope};
 use crate::response::{self, Dialect, HeaderStyle, Headers, LocalReply, Report};
 use crate::router::RouteError;
 use crate::store::{SharedStore, StoreError};
 use crate::table::{Place, SlotTable};
+use crate::vendor_answer::Answer;
 
 /// What the engine may ask of a request. Each is fetched only when needed.
 pub trait RequestFacts {
@@ -37,16 +39,41 @@ pub enum Verdict {
     Unlimited,
     /// Forward; add `headers` to the response; release `holds` if the
     /// upstream answers with a non-2xx status, and `in_flight` when the
-    /// stream ends, however it ends.
+    /// stream ends, however it ends. With `"upstream": "vendor"`, the
+    /// response's answer is learned into one of `teach` (and `headers` are
+    /// added only when it carries no usable answer).
     Forward {
         headers: Headers,
         holds: Vec<Hold>,
         in_flight: Vec<Hold>,
+        teach: Vec<Teach>,
     },
     /// Answer here (a 429, or OneLogin's status endpoint).
     Reply(LocalReply),
     /// Fleet mode: ask the rate-limit service, then `Engine::conclude`.
     Ask(Box<Pending>),
+}
+
+/// A bucket whose learned record an upstream answer may update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Teach {
+    pub bucket: usize,
+    /// The learned record's fingerprint (see `learned::fingerprint`).
+    pub fingerprint: u64,
+    /// The bucket the filter's own headers reported.
+    pub reported: bool,
+    /// The request is in the record's in-flight count (admitted against it).
+    pub took: bool,
+}
+
+/// What one upstream answer taught.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lesson {
+    pub bucket: usize,
+    pub stored: Learned,
+    pub vendor_limit: u64,
+    /// The bucket's limit by the table (before headroom).
+    pub table_limit: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +140,10 @@ pub struct Engine {
     pub log_scope_keys: bool,
     /// OneLogin: send `Retry-After` on 429s (OneLogin itself sends none).
     pub retry_after: bool,
+    pub upstream: Upstream,
+    pub headroom_percent: u64,
+    /// Per bucket: the table's limit before headroom.
+    pub published_limits: Vec<u64>,
     pub policy: Policy,
     pub(crate) table: SlotTable,
     /// One how-close record per bucket (see peak.rs).
@@ -136,6 +167,9 @@ impl Engine {
             mode: config.mode,
             headers: config.headers,
             retry_after: config.retry_after,
+            upstream: config.upstream,
+            headroom_percent: config.headroom_percent,
+            published_limits: config.published_limits,
             debug_headers: config.debug_headers,
             log_scope_keys: config.log_scope_keys,
             peaks: PeakRecords::new(key_prefix, &policy.buckets),
@@ -156,13 +190,36 @@ impl Engine {
     /// Creates every shared-data key this instance will use (configure time).
     pub fn create_keys(&self, store: &dyn SharedStore) -> Result<u32, StoreError> {
         let fps: Vec<u64> = self.policy.buckets.iter().map(|b| b.fingerprint).collect();
-        Ok(self.table.create_all(store, &fps)? + self.peaks.create_all(store)?)
+        let mut created = self.table.create_all(store, &fps)? + self.peaks.create_all(store)?;
+        if self.upstream == Upstream::Vendor {
+            created += self.table.create_flags(store, &fps)?;
+        }
+        Ok(created)
     }
 
     /// How many shared-data keys this instance can ever create: the slot
-    /// table's groups, and per bucket an overflow entry and a peak record.
+    /// table's groups, and per bucket an overflow entry and a peak record
+    /// (and, with `"upstream": "vendor"`, a notice flag).
     pub fn key_capacity(&self) -> u64 {
-        u64::from(self.table.groups()) + 2 * self.policy.buckets.len() as u64
+        let per_bucket = match self.upstream {
+            Upstream::Emulate => 2,
+            // And the vendor-limit notice flag.
+            Upstream::Vendor => 3,
+        };
+        u64::from(self.table.groups()) + per_bucket * self.policy.buckets.len() as u64
+    }
+
+    /// True once per bucket across every worker: the first to see the vendor
+    /// report a limit other than the table's logs it.
+    pub fn claim_limit_notice(
+        &self,
+        store: &dyn SharedStore,
+        bucket: usize,
+    ) -> Result<bool, StoreError> {
+        match self.policy.buckets.get(bucket) {
+            Some(b) => self.table.claim_flag(store, b.fingerprint),
+            None => Ok(false),
+        }
     }
 
     /// The key a request counts under in `scope`, or `None` when the bucket
@@ -231,6 +288,10 @@ impl Engine {
         let path = crate::path::normalize(&facts.path().unwrap_or_default());
         let buckets = match self.policy.resolve(&method, &path) {
             None | Some(Resolved::Exempt) => return Decision::new(Verdict::Unlimited),
+            // The real OneLogin answers its status endpoint with the truth.
+            Some(Resolved::RateLimitStatus(_)) if self.upstream == Upstream::Vendor => {
+                return Decision::new(Verdict::Unlimited)
+            }
             Some(Resolved::RateLimitStatus(bucket)) => {
                 return self.status_endpoint(store, facts, &method, bucket, now_us)
             }
@@ -301,9 +362,53 @@ impl Engine {
     ) -> Option<LocalReply> {
         let bucket = self.policy.buckets.get(index)?;
         let fp = bucket.key_fingerprint(&key);
+        let mut limit = bucket.limit;
+        let mut vendor_shadow_refused = false;
+        let counted_in_flight = matches!(
+            limit.algorithm,
+            Algorithm::Concurrency | Algorithm::InFlight
+        );
+        if self.upstream == Upstream::Vendor && !counted_in_flight {
+            let lfp = learned::fingerprint(fp);
+            let mut took = false;
+            match learned::take(&self.table, store, lfp, self.headroom_percent, now_us) {
+                Err(e) => tally.errors.push(e),
+                Ok(learned::Verdict::NoRecord) => {}
+                Ok(learned::Verdict::Pending) => {
+                    tally.taken_learned.push(lfp);
+                    took = true;
+                }
+                Ok(learned::Verdict::Admitted { limit: vendor }) => {
+                    tally.taken_learned.push(lfp);
+                    took = true;
+                    limit.limit = self.spendable(vendor);
+                }
+                Ok(learned::Verdict::Refused {
+                    limit: vendor,
+                    reset_us,
+                }) => {
+                    if self.mode == Mode::Enforce {
+                        let refused = Outcome {
+                            admitted: false,
+                            remaining: 0,
+                            reset_us,
+                        };
+                        return self
+                            .record(store, index, vendor, refused, key, now_us, seed, tally);
+                    }
+                    vendor_shadow_refused = true;
+                }
+            }
+            tally.teach.push(Teach {
+                bucket: index,
+                fingerprint: lfp,
+                reported: false,
+                took,
+            });
+        }
         let taken = match self
             .table
-            .acquire(store, bucket.fingerprint, fp, &bucket.limit, now_us)
+            .acquire(store, bucket.fingerprint, fp, &limit, now_us)
         {
             Ok(t) => t,
             Err(e) => {
@@ -319,16 +424,10 @@ impl Engine {
                 state,
             });
         }
-        self.record(
-            store,
-            index,
-            bucket.limit.limit,
-            taken.outcome,
-            key,
-            now_us,
-            seed,
-            tally,
-        )
+        let mut outcome = taken.outcome;
+        // Shadow mode: the vendor's figure would have refused it.
+        outcome.admitted &= !vendor_shadow_refused;
+        self.record(store, index, limit.limit, outcome, key, now_us, seed, tally)
     }
 
     /// Records what bucket `index` (whose limit is `limit`) said. A refusal
@@ -356,6 +455,8 @@ impl Engine {
                 tally.counts.push((index, Count::Rejected));
                 self.release(store, &tally.holds, now_us, &mut tally.errors);
                 tally.holds.clear();
+                let learned = std::mem::take(&mut tally.taken_learned);
+                self.give_back(store, &learned, now_us, &mut tally.errors);
                 let reported;
                 let bucket = if limit == bucket.limit.limit {
                     bucket
@@ -410,6 +511,12 @@ impl Engine {
     /// Forwards the request with the headers of the tightest bucket.
     pub(crate) fn forward(&self, tally: Tally, now_us: u64) -> Decision {
         let mut tally = tally;
+        if let Some((index, _, _)) = tally.report {
+            for t in tally.teach.iter_mut().filter(|t| t.bucket == index) {
+                t.reported = true;
+            }
+        }
+        let teach = std::mem::take(&mut tally.teach);
         let headers = match tally
             .report
             .and_then(|(i, o, l)| Some((i, self.policy.buckets.get(i)?, o, l)))
@@ -456,7 +563,81 @@ impl Engine {
             headers,
             holds,
             in_flight,
+            teach,
         })
+    }
+
+    /// The share of a vendor-reported limit the filter's own count allows.
+    fn spendable(&self, vendor_limit: u64) -> u64 {
+        (vendor_limit.saturating_mul(self.headroom_percent) / 100).max(1)
+    }
+
+    /// Gives back the learned admits of a request refused after all.
+    fn give_back(
+        &self,
+        store: &dyn SharedStore,
+        taken: &[u64],
+        now_us: u64,
+        errors: &mut Vec<StoreError>,
+    ) {
+        for &fingerprint in taken {
+            if let Err(e) = learned::give_back(&self.table, store, fingerprint, now_us) {
+                errors.push(e);
+            }
+        }
+    }
+
+    /// A request that counted in `teach` ended without a usable answer (none
+    /// came back, or it was absent or garbled): it is no longer in flight.
+    pub fn forget(
+        &self,
+        store: &dyn SharedStore,
+        teach: &[Teach],
+        now_us: u64,
+        errors: &mut Vec<StoreError>,
+    ) {
+        let took: Vec<u64> = teach
+            .iter()
+            .filter(|t| t.took)
+            .map(|t| t.fingerprint)
+            .collect();
+        self.give_back(store, &took, now_us, errors);
+    }
+
+    /// Learns an upstream answer for a request that counted in `teach`: the
+    /// bucket whose table limit the vendor reported (Auth0 reports one of
+    /// several), else the one the filter reported.
+    pub fn learn(
+        &self,
+        store: &dyn SharedStore,
+        teach: &[Teach],
+        answer: &Answer,
+        now_us: u64,
+    ) -> Result<Option<Lesson>, StoreError> {
+        let table_limit = |t: &Teach| self.published_limits.get(t.bucket).copied().unwrap_or(0);
+        let Some(t) = teach
+            .iter()
+            .find(|t| table_limit(t) == answer.limit)
+            .or_else(|| teach.iter().find(|t| t.reported))
+            .or(teach.first())
+        else {
+            return Ok(None);
+        };
+        let stored =
+            learned::store_answer(&self.table, store, t.fingerprint, answer, t.took, now_us)?;
+        // The other records this request counted in: it is answered.
+        for other in teach
+            .iter()
+            .filter(|o| o.took && o.fingerprint != t.fingerprint)
+        {
+            learned::give_back(&self.table, store, other.fingerprint, now_us)?;
+        }
+        Ok(Some(Lesson {
+            bucket: t.bucket,
+            stored,
+            vendor_limit: answer.limit,
+            table_limit: table_limit(t),
+        }))
     }
 
     /// Gives back what `holds` took (a later bucket refused the request, or
@@ -595,6 +776,10 @@ pub struct Tally {
     pub(crate) report: Option<(usize, Outcome, u64)>,
     /// The scope key of the `report` bucket (for the access-log summary).
     pub(crate) report_key: String,
+    /// Vendor mode: the learned records this request counted in...
+    pub(crate) teach: Vec<Teach>,
+    /// ...and those of them that counted it (given back if it is refused).
+    pub(crate) taken_learned: Vec<u64>,
     /// Per bucket counted: what it had left, as written (how-close gauge).
     pub(crate) remaining: Vec<(usize, u64)>,
     /// The first bucket that would have refused (shadow mode).
@@ -1230,6 +1415,160 @@ mod tests {
             admitted(&e, &s, &none, 25, NOW),
             20,
             "requests without the header share one bucket"
+        );
+    }
+
+    fn vendor_answer(limit: u64, remaining: u64, secs_left: u64, refused: bool) -> Answer {
+        Answer {
+            limit,
+            remaining,
+            secs_left,
+            date_secs: NOW / MICROS_PER_SEC,
+            refused,
+        }
+    }
+
+    /// Sends one request and, if forwarded, lets the vendor answer it.
+    fn through_vendor(e: &Engine, s: &MemoryStore, r: &Req, now: u64, answer: Answer) -> u32 {
+        let d = e.decide(s, r, now, 0);
+        if let Verdict::Forward {
+            teach, in_flight, ..
+        } = &d.verdict
+        {
+            let lesson = e.learn(s, teach, &answer, now).unwrap().unwrap();
+            assert_eq!(lesson.stored, Learned::Stored);
+            // The response is complete: the request is no longer in flight.
+            e.release(s, in_flight, now, &mut Vec::new());
+        }
+        status(&d)
+    }
+
+    #[test]
+    fn vendor_mode_admits_only_what_the_org_has_left() {
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor"}"#);
+        let users = req("GET", "/api/v1/users");
+        // The org has 10 of 600 left: someone else spent 590.
+        let mut vendor_left = 10u64;
+        let mut forwarded = 0;
+        for i in 0..30 {
+            let a = vendor_answer(600, vendor_left.saturating_sub(1), 50, false);
+            if through_vendor(&e, &s, &users, NOW + i, a) == 200 {
+                forwarded += 1;
+                vendor_left -= 1;
+            }
+        }
+        // The first request (no answer yet) and then exactly what was left.
+        assert_eq!(forwarded, 10);
+        let d = e.decide(&s, &users, NOW + 100, 0);
+        assert_eq!(status(&d), 429);
+        assert_eq!(header(&d, "x-rate-limit-limit"), Some("600"));
+        // The vendor's reset, 50 s after its Date, as Okta gives it (rounded down).
+        assert_eq!(header(&d, "x-rate-limit-reset"), Some("1795392050"));
+        // The emulate default never teaches.
+        let (e, s) = engine(r#"{"vendor": "okta", "plan": "enterprise"}"#);
+        let Verdict::Forward { teach, .. } = e.decide(&s, &users, NOW, 0).verdict else {
+            panic!()
+        };
+        assert!(teach.is_empty());
+    }
+
+    #[test]
+    fn vendor_429_refuses_locally_until_its_reset() {
+        let (e, s) = engine(r#"{"vendor": "auth0", "plan": "free", "upstream": "vendor"}"#);
+        let users = req("GET", "/api/v2/users");
+        assert_eq!(
+            through_vendor(&e, &s, &users, NOW, vendor_answer(50, 0, 5, true)),
+            200
+        );
+        let d = e.decide(&s, &users, NOW + 4 * MICROS_PER_SEC, 0);
+        assert_eq!(status(&d), 429);
+        assert_eq!(header(&d, "retry-after"), Some("1"));
+        assert_eq!(admitted(&e, &s, &users, 1, NOW + 5 * MICROS_PER_SEC), 1);
+    }
+
+    #[test]
+    fn a_raised_vendor_limit_is_adopted() {
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor", "headroom_percent": 50}"#,
+        );
+        let users = req("GET", "/api/v1/users");
+        let mut forwarded = 0;
+        let mut left = 1200u64;
+        for i in 0..1000 {
+            let a = vendor_answer(1200, left - 1, 50, false);
+            let d = e.decide(&s, &users, NOW + i, 0);
+            if let Verdict::Forward {
+                teach, in_flight, ..
+            } = &d.verdict
+            {
+                let lesson = e.learn(&s, teach, &a, NOW + i).unwrap().unwrap();
+                e.release(&s, in_flight, NOW + i, &mut Vec::new());
+                assert_eq!((lesson.vendor_limit, lesson.table_limit), (1200, 600));
+                forwarded += 1;
+                left -= 1;
+            }
+        }
+        // 50% of the vendor's 1200 (not of the table's 600): 600 spent, 600 kept.
+        assert_eq!(forwarded, 600);
+    }
+
+    #[test]
+    fn auth0_answers_teach_the_bucket_whose_limit_they_report() {
+        // enterprise-prod GET /api/v2/users: the tenant's 50/s and 1000/min, the endpoint's
+        // 40/s and 800/min.
+        let (e, s) =
+            engine(r#"{"vendor": "auth0", "plan": "enterprise-prod", "upstream": "vendor"}"#);
+        let users = req("GET", "/api/v2/users");
+        let Verdict::Forward { teach, .. } = e.decide(&s, &users, NOW, 0).verdict else {
+            panic!()
+        };
+        assert!(teach.len() >= 2, "{teach:?}");
+        let limit_of = |t: &Teach| e.published_limits[t.bucket];
+        for t in &teach {
+            let lesson = e
+                .learn(&s, &teach, &vendor_answer(limit_of(t), 3, 1, false), NOW)
+                .unwrap()
+                .unwrap();
+            assert_eq!(lesson.bucket, t.bucket);
+        }
+        // A figure matching no bucket teaches the one the filter reported.
+        let reported = teach.iter().find(|t| t.reported).unwrap();
+        let lesson = e
+            .learn(&s, &teach, &vendor_answer(12_345, 3, 1, false), NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (lesson.bucket, lesson.table_limit),
+            (reported.bucket, limit_of(reported))
+        );
+    }
+
+    #[test]
+    fn shadow_mode_counts_vendor_refusals_without_refusing() {
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor", "mode": "shadow"}"#,
+        );
+        let users = req("GET", "/api/v1/users");
+        assert_eq!(
+            through_vendor(&e, &s, &users, NOW, vendor_answer(600, 0, 30, true)),
+            200
+        );
+        let d = e.decide(&s, &users, NOW + 1, 0);
+        assert_eq!(status(&d), 200);
+        // The org's concurrency limit admits it; the vendor's figure would refuse it.
+        assert!(matches!(
+            d.counts[..],
+            [(_, Count::Admitted), (_, Count::ShadowRejected)]
+        ));
+    }
+
+    #[test]
+    fn vendor_mode_forwards_onelogins_status_endpoint() {
+        let (e, s) = engine(r#"{"vendor": "onelogin", "upstream": "vendor"}"#);
+        let status_req = req("GET", "/auth/rate_limit").with("authorization", "bearer:tok");
+        assert_eq!(
+            e.decide(&s, &status_req, NOW, 0).verdict,
+            Verdict::Unlimited
         );
     }
 

@@ -11,7 +11,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use crate::engine::{Count, Decision, Engine, Hold, Pending, RequestFacts, Verdict};
+use crate::config::Upstream;
+use crate::engine::{Count, Decision, Engine, Hold, Pending, RequestFacts, Teach, Verdict};
+use crate::learned::Learned;
 use crate::peak::{self, Marks};
 use crate::response::Headers;
 use crate::rls::breaker::Breaker;
@@ -71,6 +73,10 @@ fn host_error(key: &str, status: proxy_wasm::types::Status) -> StoreError {
 struct Metrics {
     per_bucket: Vec<[Option<u32>; 3]>,
     peak: Vec<Option<u32>>,
+    /// `"upstream": "vendor"` only, per bucket: answers learned, answers
+    /// unusable (absent or garbled: the filter's own count decided), and a
+    /// gauge of the vendor-reported limit where it differs from the table.
+    vendor: Vec<[Option<u32>; 3]>,
     store_errors: Option<u32>,
     /// Shared-data keys created, by any worker, ever: stays at the table's
     /// capacity (`max_keys / 4` groups + an overflow entry and a peak record
@@ -115,6 +121,22 @@ impl Metrics {
                         .map(|what| counter(format!("{}.{}.{what}", engine.stat_prefix, b.id)))
                 })
                 .collect(),
+            vendor: match engine.upstream {
+                Upstream::Emulate => Vec::new(),
+                Upstream::Vendor => engine
+                    .policy
+                    .buckets
+                    .iter()
+                    .map(|b| {
+                        let name = |what: &str| format!("{}.{}.{what}", engine.stat_prefix, b.id);
+                        [
+                            counter(name("vendor_answers")),
+                            counter(name("vendor_answers_unusable")),
+                            hostcalls::define_metric(MetricType::Gauge, &name("vendor_limit")).ok(),
+                        ]
+                    })
+                    .collect(),
+            },
             store_errors: counter(format!("{}.store_errors", engine.stat_prefix)),
             keys_created: counter(format!("{}.shared_data_keys_created", engine.stat_prefix)),
             rls_calls: fleet(&format!("{}.rls_calls", engine.stat_prefix)),
@@ -126,6 +148,15 @@ impl Metrics {
     fn keys_created(&self, n: u64) {
         if let Some(id) = self.keys_created.filter(|_| n > 0) {
             let _ = hostcalls::increment_metric(id, n as i64);
+        }
+    }
+
+    fn vendor(&self, bucket: usize, which: usize, value: Option<i64>) {
+        if let Some(id) = self.vendor.get(bucket).and_then(|m| m[which]) {
+            let _ = match value {
+                Some(v) => hostcalls::record_metric(id, v as u64),
+                None => hostcalls::increment_metric(id, 1),
+            };
         }
     }
 
@@ -162,6 +193,8 @@ struct Plugin {
     warned_unconfigured: Cell<bool>,
     /// This worker's how-close high-water marks.
     marks: RefCell<Marks>,
+    /// Per bucket: the vendor-reported limit this worker last logged.
+    vendor_limits: RefCell<Vec<u64>>,
 }
 
 impl Plugin {
@@ -338,6 +371,7 @@ impl RootContext for Root {
             grpc_service,
             warned_unconfigured: Cell::new(false),
             marks: RefCell::new(Marks::new(buckets)),
+            vendor_limits: RefCell::new(vec![0; buckets]),
         }));
         // Only brings idle buckets' gauges back to 0; counting never waits on it.
         let _ = hostcalls::set_tick_period(Duration::from_secs(1));
@@ -359,6 +393,7 @@ impl RootContext for Root {
             holds: Vec::new(),
             waiting: None,
             in_flight: Vec::new(),
+            teach: Vec::new(),
         }))
     }
 
@@ -379,6 +414,8 @@ struct Http {
     /// Places held while the request is in flight, given back when the
     /// stream ends (`on_done` or `on_log`, whichever Envoy calls first).
     in_flight: Vec<Hold>,
+    /// `"upstream": "vendor"`: the learned records the answer may update.
+    teach: Vec<Teach>,
 }
 
 impl Context for Http {
@@ -615,6 +652,83 @@ impl RequestFacts for EnvoyRequest {
     }
 }
 
+/// The request counted in `teach` ended without a usable answer.
+fn forget(engine: &Engine, store: &EnvoySharedData, teach: &[Teach]) {
+    let mut errors = Vec::new();
+    engine.forget(store, teach, now_us(), &mut errors);
+    for e in errors {
+        log::warn!("could not update the vendor's record: {e}");
+    }
+}
+
+fn response_header(name: &str) -> Option<String> {
+    match hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name) {
+        Ok(Some(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+        _ => None,
+    }
+}
+
+impl Http {
+    /// Reads the vendor's answer from the upstream response and learns it;
+    /// false when there is no usable answer (the filter's own headers go out).
+    fn learn(&mut self, status: u32) -> bool {
+        let teach = std::mem::take(&mut self.teach);
+        let plugin = &self.plugin;
+        let engine = &plugin.engine;
+        let store = EnvoySharedData::default();
+        let answer = match crate::vendor_answer::read(engine.dialect, status, &response_header) {
+            Ok(a) => a,
+            Err(why) => {
+                if let Some(t) = teach.iter().find(|t| t.reported).or(teach.first()) {
+                    plugin.metrics.vendor(t.bucket, 1, None);
+                }
+                log::debug!("upstream answer not usable ({why:?}): counting locally");
+                forget(engine, &store, &teach);
+                return false;
+            }
+        };
+        let lesson = match engine.learn(&store, &teach, &answer, now_us()) {
+            Ok(Some(l)) => l,
+            Ok(None) => return true,
+            Err(e) => {
+                log::warn!("could not store the vendor's answer: {e}");
+                return true;
+            }
+        };
+        if lesson.stored == Learned::NoRoom {
+            log::debug!("no room for the vendor's answer: counting locally");
+        }
+        plugin.metrics.vendor(lesson.bucket, 0, None);
+        if lesson.vendor_limit != lesson.table_limit {
+            let mut logged = plugin.vendor_limits.borrow_mut();
+            if let Some(last) = logged.get_mut(lesson.bucket) {
+                if *last != lesson.vendor_limit {
+                    // This worker's first sighting; the shared flag makes the
+                    // log line one per bucket across workers.
+                    if *last == 0 && engine.claim_limit_notice(&store, lesson.bucket) == Ok(true) {
+                        let id = engine
+                            .policy
+                            .buckets
+                            .get(lesson.bucket)
+                            .map_or("?", |b| b.id.as_str());
+                        log::info!(
+                            "{id}: the vendor reports a limit of {} where the table says {}; \
+                             the vendor's figure wins",
+                            lesson.vendor_limit,
+                            lesson.table_limit
+                        );
+                    }
+                    *last = lesson.vendor_limit;
+                    plugin
+                        .metrics
+                        .vendor(lesson.bucket, 2, Some(lesson.vendor_limit as i64));
+                }
+            }
+        }
+        true
+    }
+}
+
 impl Http {
     /// Sends the decision: forward (headers for the response) or a local reply.
     fn apply(&mut self, decision: Decision, store: &EnvoySharedData, now: u64) -> Action {
@@ -646,10 +760,12 @@ impl Http {
                 headers,
                 holds,
                 in_flight,
+                teach,
             } => {
                 self.headers = headers;
                 self.holds = holds;
                 self.in_flight = in_flight;
+                self.teach = teach;
                 Action::Continue
             }
             Verdict::Reply(reply) => {
@@ -781,8 +897,16 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
-        for (name, value) in &self.headers {
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+        let status = || match response_header(":status") {
+            Some(s) => s.parse::<u32>().unwrap_or(0),
+            None => 0,
+        };
+        // Emulate mode never teaches: no extra host calls there.
+        let vendor_answered = !self.teach.is_empty() && self.learn(status());
+        if !vendor_answered {
+            for (name, value) in &self.headers {
+                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+            }
         }
         if !self.headers.is_empty() && self.plugin.engine.dialect == crate::response::Dialect::Okta
         {
@@ -793,12 +917,7 @@ impl HttpContext for Http {
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "date", Some(&date));
         }
         if !self.holds.is_empty() {
-            let status =
-                match hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status") {
-                    Ok(Some(b)) => String::from_utf8_lossy(&b).parse::<u32>().unwrap_or(0),
-                    _ => 0,
-                };
-            if !(200..300).contains(&status) {
+            if !(200..300).contains(&status()) {
                 let mut errors = Vec::new();
                 let store = EnvoySharedData::default();
                 self.plugin
@@ -815,5 +934,13 @@ impl HttpContext for Http {
 
     fn on_log(&mut self) {
         self.stream_ended();
+        // No response headers came back (upstream reset, client gone).
+        if !self.teach.is_empty() {
+            forget(
+                &self.plugin.engine,
+                &EnvoySharedData::default(),
+                &self.teach,
+            );
+        }
     }
 }

@@ -6,8 +6,10 @@
 //! benches, the fuzz targets and the operator CLI (`cli/`: parse and configure,
 //! compile and resolve a policy, its route patterns and methods, normalise a
 //! path, read the catalogs, run whole decisions against a store; `rls-config`
-//! generates a rate-limit service's configuration), and fleet mode's test
-//! fixture (`tests/rls`: the protocol's messages in `rls::proto`). The rest is
+//! generates a rate-limit service's configuration), fleet mode's test
+//! fixture (`tests/rls`: the protocol's messages in `rls::proto`), and the
+//! reader of an upstream's rate-limit headers (`vendor_answer`: what
+//! `Engine::learn` takes, property-tested from outside). The rest is
 //! `pub(crate)`.
 
 pub mod catalog;
@@ -21,10 +23,12 @@ pub mod response;
 pub mod rls;
 pub mod router;
 pub mod store;
+pub mod vendor_answer;
 
 pub(crate) mod hash;
 pub(crate) mod httpdate;
 pub(crate) mod identity;
+pub(crate) mod learned;
 // The how-close marks and the access-log line serve the filter glue alone
 // (wasm32); on the host only their tests use them.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]

@@ -136,6 +136,50 @@ impl SlotTable {
         Ok(created)
     }
 
+    fn flag_key(&self, bucket_fingerprint: u64) -> String {
+        format!("{}f{:016x}", self.prefix, bucket_fingerprint)
+    }
+
+    /// Creates one flag per bucket (cleared), where missing; returns how many
+    /// keys were created.
+    pub fn create_flags(
+        &self,
+        store: &dyn SharedStore,
+        bucket_fingerprints: &[u64],
+    ) -> Result<u32, StoreError> {
+        let mut created = 0;
+        for &f in bucket_fingerprints {
+            let key = self.flag_key(f);
+            if store.get(&key)?.is_none() {
+                store.set(&key, &[0], None)?;
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+
+    /// Sets the bucket's flag; true for the one caller that set it (a
+    /// compare-and-swap from cleared), false for every other, ever.
+    pub fn claim_flag(
+        &self,
+        store: &dyn SharedStore,
+        bucket_fingerprint: u64,
+    ) -> Result<bool, StoreError> {
+        let key = self.flag_key(bucket_fingerprint);
+        for _ in 0..MAX_ATTEMPTS {
+            let (bytes, cas) = read(store, &key)?;
+            if bytes.first().is_some_and(|&b| b != 0) {
+                return Ok(false);
+            }
+            // Never created (configure could not): claim without creating it.
+            let Some(cas) = cas else { return Ok(true) };
+            if store.set(&key, &[1], Some(cas))? {
+                return Ok(true);
+            }
+        }
+        Err(contended(&key))
+    }
+
     /// Takes one request from `limit` for the key with `fingerprint`, in the
     /// bucket whose overflow entry is `bucket_fingerprint`.
     pub fn acquire(
@@ -180,6 +224,47 @@ impl SlotTable {
                     outcome,
                     written: Some((Place::Group(group), next)),
                 });
+            }
+        }
+        Err(contended(&key))
+    }
+
+    /// Reads and rewrites the entry of `fingerprint` alone (never an overflow
+    /// entry), with one compare-and-swap: `f` sees the live state (`None`
+    /// when there is none) and returns its result and, to write, the new
+    /// state with the time it stops mattering. `Ok(None)`: `f` wanted to
+    /// write a new entry but every way of its group holds a live key.
+    pub fn update<R>(
+        &self,
+        store: &dyn SharedStore,
+        fingerprint: u64,
+        now: u64,
+        mut f: impl FnMut(Option<State>) -> (R, Option<(State, u64)>),
+    ) -> Result<Option<R>, StoreError> {
+        let group = self.group_of(fingerprint);
+        let key = self.group_key(group);
+        for _ in 0..MAX_ATTEMPTS {
+            let (bytes, cas) = read(store, &key)?;
+            let mut entries = decode_group(&bytes);
+            let own = entries.iter().position(|e| e.fingerprint == fingerprint);
+            let live = own
+                .map(|w| entries[w])
+                .filter(|e| !e.is_free(now))
+                .map(|e| e.state);
+            let (result, write) = f(live);
+            let Some((state, stale_after)) = write else {
+                return Ok(Some(result));
+            };
+            let Some(way) = own.or_else(|| entries.iter().position(|e| e.is_free(now))) else {
+                return Ok(None);
+            };
+            entries[way] = Entry {
+                fingerprint,
+                stale_after,
+                state,
+            };
+            if store.set(&key, &encode_group(&entries), cas)? {
+                return Ok(Some(result));
             }
         }
         Err(contended(&key))
@@ -466,6 +551,17 @@ mod tests {
                 .outcome
                 .admitted
         );
+    }
+
+    #[test]
+    fn a_flag_is_claimed_once() {
+        let t = SlotTable::new("p/", 4);
+        let s = MemoryStore::new();
+        assert_eq!(t.create_flags(&s, &[11, 12]), Ok(2));
+        assert_eq!(t.create_flags(&s, &[11, 12]), Ok(0));
+        assert_eq!(t.claim_flag(&s, 11), Ok(true));
+        assert_eq!(t.claim_flag(&s, 11), Ok(false));
+        assert_eq!(t.claim_flag(&s, 12), Ok(true));
     }
 
     #[test]

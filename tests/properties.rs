@@ -1,5 +1,6 @@
-//! Property tests (stable Rust, seeded PRNG, no extra crates) for the two
-//! entry points that see hostile input: the path router and the config parser.
+//! Property tests (stable Rust, seeded PRNG, no extra crates) for the entry
+//! points that see hostile input: the path router, the config parser, and the
+//! reader of an upstream's rate-limit headers (`"upstream": "vendor"`).
 //! Seeds are fixed so a failure reproduces; set IDP_RL_PROPTEST_CASES to run more.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -242,7 +243,8 @@ fn random_json(rng: &mut Rng, depth: usize) -> serde_json::Value {
         "header",
     ];
     let fields: Vec<&str> = config::FIELDS.iter().chain(&NESTED).copied().collect();
-    const STRINGS: [&str; 16] = [
+    const STRINGS: [&str; 17] = [
+        "vendor",
         "okta",
         "auth0",
         "onelogin",
@@ -490,4 +492,73 @@ fn retry_after_and_reset_headers_are_the_first_admitting_second() {
         }
     }
     assert!(refusals > 100, "the arrivals reach refusals ({refusals})");
+}
+
+/// A header value an upstream might send: numbers, near-numbers, dates, junk.
+fn random_header_value(rng: &mut Rng) -> Option<String> {
+    const PIECES: [&str; 16] = [
+        "0",
+        "9",
+        "600",
+        "1795392042",
+        "18446744073709551616",
+        "-",
+        "+",
+        " ",
+        ",",
+        ".",
+        "Mon, 23 Nov 2026 00:00:00 GMT",
+        "Mon, 23 Nov 2026 00:00:60 GMT",
+        "GMT",
+        "é",
+        "\u{0}",
+        "e3",
+    ];
+    if rng.chance(5) {
+        return None;
+    }
+    // Half the time one piece, so well-formed answers come up too.
+    let n = if rng.chance(2) { 1 } else { rng.below(4) };
+    Some((0..n).map(|_| *rng.pick(&PIECES)).collect())
+}
+
+#[test]
+fn arbitrary_upstream_headers_are_read_or_refused_never_trusted_blindly() {
+    use idp_ratelimit::response::Dialect;
+    use idp_ratelimit::vendor_answer::read;
+    let mut rng = Rng(0x15);
+    let names = [
+        "x-rate-limit-limit",
+        "x-rate-limit-remaining",
+        "x-rate-limit-reset",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "retry-after",
+        "date",
+    ];
+    let mut usable = 0;
+    for _ in 0..cases() {
+        let values: Vec<Option<String>> = names
+            .iter()
+            .map(|_| random_header_value(&mut rng))
+            .collect();
+        let header = |name: &str| {
+            let i = names.iter().position(|n| *n == name)?;
+            values[i].clone()
+        };
+        let dialect = *rng.pick(&[Dialect::Okta, Dialect::Auth0, Dialect::OneLogin]);
+        let status = *rng.pick(&[200, 404, 429, 500]);
+        if let Ok(a) = read(dialect, status, &header) {
+            usable += 1;
+            assert!(
+                a.limit >= 1 && a.remaining <= a.limit,
+                "{a:?} from {values:?}"
+            );
+            assert!(a.secs_left <= 2 * 86_400, "{a:?} from {values:?}");
+            assert_eq!(a.refused, status == 429);
+            assert!(!a.refused || a.remaining == 0);
+        }
+    }
+    assert!(usable > 0, "the generator never produced a usable answer");
 }

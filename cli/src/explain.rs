@@ -4,6 +4,7 @@
 //! headers are reported, or that the path is exempt or not limited. The
 //! routing and the decision are the engine's own, run on fresh counters.
 
+use idp_ratelimit::config::Upstream;
 use idp_ratelimit::configure::{configure, Configured};
 use idp_ratelimit::engine::{Count, RequestFacts, Verdict};
 use idp_ratelimit::policy::Mode;
@@ -111,9 +112,12 @@ pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Fai
         }
     }
     let mode = describe::mode(engine.mode);
+    let vendor_upstream = engine.upstream == Upstream::Vendor;
     let verdict = match &resolved {
         None => "not_limited",
         Some((_, Resolved::Exempt)) => "exempt",
+        // The real OneLogin answers its own status endpoint.
+        Some((_, Resolved::RateLimitStatus(_))) if vendor_upstream => "forwarded",
         Some((_, Resolved::RateLimitStatus(_))) => "status_endpoint",
         Some((_, Resolved::Buckets(_))) => "counted",
     };
@@ -167,12 +171,20 @@ pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Fai
         "status_endpoint" => {
             "answered by the filter: the caller's rate-limit status, not counted".to_string()
         }
+        "forwarded" => "forwarded, not counted: the vendor answers the caller's rate-limit \
+                        status (\"upstream\": \"vendor\")"
+            .to_string(),
         _ => format!(
-            "{}/{plan}, {mode}: counted in every bucket below; {}",
+            "{}/{plan}, {mode}: counted in every bucket below; {}{}",
             engine.vendor,
             match engine.mode {
                 Mode::Enforce => "all must admit",
                 Mode::Shadow => "none rejects (would-be rejections are counted)",
+            },
+            match vendor_upstream {
+                true =>
+                    "; and against what the vendor's last answer left (\"upstream\": \"vendor\")",
+                false => "",
             }
         ),
     };
@@ -213,6 +225,12 @@ pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Fai
             "headers  report the bucket closest to empty (fewest remaining, then the smaller \
              limit); on fresh counters: {reported}\n"
         ));
+        if vendor_upstream {
+            out.push_str(
+                "         the vendor's own headers pass through instead, where its answer is \
+                 usable\n",
+            );
+        }
     }
     Ok(out)
 }

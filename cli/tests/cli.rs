@@ -255,6 +255,25 @@ fn explain_matches_its_golden_output() {
             "/api/2/users/7",
         ],
     );
+    // "upstream": "vendor": learned limits, the vendor's headers, its own status endpoint.
+    golden(
+        "explain-okta-vendor.txt",
+        &[
+            "explain",
+            r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor"}"#,
+            "GET",
+            "/api/v1/users",
+        ],
+    );
+    golden(
+        "explain-onelogin-status-vendor.txt",
+        &[
+            "explain",
+            r#"{"vendor": "onelogin", "upstream": "vendor"}"#,
+            "GET",
+            "/auth/rate_limit",
+        ],
+    );
     golden(
         "explain-onelogin-status.json",
         &[

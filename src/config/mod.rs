@@ -28,6 +28,17 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// Where the upstream's rate-limit answers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// The upstream is not the vendor (or is not trusted): the filter's own
+    /// count is the only truth, and its headers replace any upstream's.
+    Emulate,
+    /// The upstream is the vendor itself: its rate-limit headers and 429s pass
+    /// through, and the filter learns the org's true quota from them.
+    Vendor,
+}
+
 pub const DEFAULT_MAX_KEYS: u32 = 16_384;
 pub const DEFAULT_STAT_PREFIX: &str = "idp_ratelimit";
 const MIN_MAX_KEYS: u64 = 64;
@@ -52,6 +63,13 @@ pub struct Config {
     pub log_scope_keys: bool,
     /// OneLogin dialect: add `Retry-After` to 429s (OneLogin documents none).
     pub retry_after: bool,
+    pub upstream: Upstream,
+    /// `headroom_percent` (100 when not given): the share of a vendor-reported
+    /// limit the filter may spend.
+    pub headroom_percent: u64,
+    /// Each bucket's limit as the table (and overrides) give it, before
+    /// `headroom_percent`: what a vendor-reported limit is compared with.
+    pub published_limits: Vec<u64>,
     pub policy: PolicySpec,
     /// Fleet mode: count through a rate-limit service (`None`: this Envoy only).
     pub fleet: Option<crate::rls::config::Fleet>,
@@ -81,6 +99,7 @@ pub const FIELDS: &[&str] = &[
     "retry_after",
     "client_limits",
     "principal_share_percent",
+    "upstream",
 ];
 const VENDORS: [&str; 4] = ["okta", "auth0", "onelogin", "custom"];
 
@@ -216,7 +235,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         }
     };
 
-    options::apply(&mut policy, &obj, vendor)?;
+    let mut applied = options::apply(&mut policy, &obj, vendor)?;
     if vendor == "okta" {
         let share = match obj.get("principal_share_percent") {
             None => okta::DEFAULT_PRINCIPAL_SHARE_PERCENT,
@@ -224,6 +243,10 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         };
         if share < 100 {
             okta::add_principal_share(&mut policy, share);
+            // The per-principal buckets come last; their limit is their table figure.
+            let known = applied.published_limits.len();
+            let added = policy.buckets.iter().skip(known).map(|b| b.limit.limit);
+            applied.published_limits.extend(added);
         }
     }
     let mode = match obj.get("mode") {
@@ -270,8 +293,18 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some(Value::Bool(b)) => *b,
         Some(v) => return err("retry_after", format!("must be true or false, got {v}")),
     };
+    let upstream = match obj.get("upstream") {
+        None => Upstream::Emulate,
+        Some(v) => match one_of(v, "upstream", &["emulate", "vendor"])? {
+            "vendor" => Upstream::Vendor,
+            _ => Upstream::Emulate,
+        },
+    };
     Ok(Config {
         retry_after,
+        upstream,
+        headroom_percent: applied.headroom_percent,
+        published_limits: applied.published_limits,
         vendor: vendor.to_string(),
         plan: plan.to_string(),
         dialect,
@@ -318,6 +351,11 @@ mod tests {
         )
         .unwrap();
         assert!(c.debug_headers && c.log_scope_keys);
+        assert_eq!(c.upstream, Upstream::Emulate);
+        assert_eq!(c.headroom_percent, 100);
+        let c =
+            parse_str(r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor"}"#).unwrap();
+        assert_eq!(c.upstream, Upstream::Vendor);
         let c =
             parse_str(r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": "okta_egress"}"#)
                 .unwrap();
@@ -372,6 +410,14 @@ mod tests {
             (
                 r#"{"vendor": "auth0", "plan": "free", "client_limits": false}"#,
                 "client_limits",
+            ),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "upstream": "okta"}"#,
+                "upstream",
+            ),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "upstream": true}"#,
+                "upstream",
             ),
             (
                 r#"{"vendor": "okta", "plan": "enterprise", "stat_prefix": "Bad.Prefix"}"#,

@@ -10,13 +10,21 @@ use crate::limiter::{Algorithm, Limit};
 use crate::policy::{Bucket, PolicySpec, Route, Scope, Target};
 use crate::router::KNOWN_METHODS;
 
+/// What `apply` leaves beside the policy.
+pub(super) struct Applied {
+    /// `headroom_percent`, 100 when not given.
+    pub headroom_percent: u64,
+    /// Each bucket's limit before headroom (the table's, or an override's).
+    pub published_limits: Vec<u64>,
+}
+
 /// Applies `scope`, `bucket_scopes`, `overrides` and `headroom_percent`, in
 /// that order (an override's limit is then held to the headroom too).
 pub(super) fn apply(
     policy: &mut PolicySpec,
     obj: &Map<String, Value>,
     vendor: &str,
-) -> Result<(), ConfigError> {
+) -> Result<Applied, ConfigError> {
     let scope = match obj.get("scope") {
         None => Scope::Host,
         Some(v) => parse_scope(v, "scope")?,
@@ -54,18 +62,25 @@ pub(super) fn apply(
     if let Some(v) = obj.get("overrides") {
         add_overrides(policy, v, default_algorithm(vendor))?;
     }
-    if let Some(v) = obj.get("headroom_percent") {
-        let pct = integer(v, "headroom_percent", 1, 100)?;
+    let published_limits = policy.buckets.iter().map(|b| b.limit.limit).collect();
+    let headroom_percent = match obj.get("headroom_percent") {
+        None => 100,
+        Some(v) => integer(v, "headroom_percent", 1, 100)?,
+    };
+    if headroom_percent < 100 {
         for b in policy.buckets.iter_mut().filter(|b| {
             !matches!(
                 b.limit.algorithm,
                 Algorithm::Concurrency | Algorithm::InFlight
             )
         }) {
-            b.limit.limit = (b.limit.limit * pct / 100).max(1);
+            b.limit.limit = (b.limit.limit * headroom_percent / 100).max(1);
         }
     }
-    Ok(())
+    Ok(Applied {
+        headroom_percent,
+        published_limits,
+    })
 }
 
 fn bucket_ids(policy: &PolicySpec) -> String {

@@ -4,6 +4,8 @@
 //! "Upstream" (the routes): request header `x-upstream-status: 400|500|201` selects 400 "bad\n",
 //! 500 "error\n" or 201 "{}". Anything else gets 200 "ok\n". Every route response carries
 //! `x-upstream: direct`, which local replies from the filter do not (`Response::reached_upstream`).
+//! With `EnvoyOptions::upstream_port` every request goes instead to a real server on 127.0.0.1
+//! (cluster `upstream`; `vendor_upstream` is one), which marks its own responses.
 //!
 //! Envoy 1.40.0 behaviour, checked with a throwaway proxy-wasm plugin (V8 runtime):
 //! * `on_configure` returning false at startup: Envoy REFUSES TO START. It exits with status 1
@@ -96,6 +98,10 @@ pub struct EnvoyOptions {
     /// An HTTP/2 (gRPC) cluster `(name, port on 127.0.0.1)`, e.g. the fleet
     /// rate-limit service (`fleet::Rls`).
     pub grpc_cluster: Option<(String, u16)>,
+    /// Route every request to a real upstream on 127.0.0.1:<port> (a cluster
+    /// `upstream`, e.g. a `vendor_upstream::VendorUpstream`) instead of the
+    /// `direct_response` routes.
+    pub upstream_port: Option<u16>,
 }
 
 impl Default for EnvoyOptions {
@@ -112,6 +118,7 @@ impl Default for EnvoyOptions {
             with_filter: true,
             wasm: None,
             grpc_cluster: None,
+            upstream_port: None,
         }
     }
 }
@@ -143,13 +150,21 @@ fn bootstrap(o: &EnvoyOptions, wasm: &Path) -> serde_json::Value {
     }
     let ty = format!("{T}envoy.extensions.filters.http.router.v3.Router");
     filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {"@type": ty}}));
-    let routes = json!([
-        upstream("400", 400, "bad\n"),
-        upstream("500", 500, "error\n"),
-        upstream("201", 201, "{}"),
-        {"match": {"prefix": "/"},
-         "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}]);
-    let marker = json!([{"header": {"key": "x-upstream", "value": "direct"}}]);
+    let routes = match o.upstream_port {
+        Some(_) => json!([{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]),
+        None => json!([
+            upstream("400", 400, "bad\n"),
+            upstream("500", 500, "error\n"),
+            upstream("201", 201, "{}"),
+            {"match": {"prefix": "/"},
+             "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}]),
+    };
+    // A real upstream marks its own responses (Envoy also adds a virtual host's headers to a
+    // filter's local replies on a route to a cluster).
+    let marker = match o.upstream_port {
+        Some(_) => json!([]),
+        None => json!([{"header": {"key": "x-upstream", "value": "direct"}}]),
+    };
     let ty = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
     let hcm = json!({
         "@type": format!("{T}{ty}"),
@@ -174,6 +189,14 @@ fn bootstrap(o: &EnvoyOptions, wasm: &Path) -> serde_json::Value {
             "typed_extension_protocol_options": http2,
             "load_assignment": {"cluster_name": name, "endpoints": [
                 {"lb_endpoints": [{"endpoint": {"address": address}}]}]}}));
+    }
+    if let Some(port) = o.upstream_port {
+        let address = json!({"socket_address": {"address": "127.0.0.1", "port_value": port}});
+        clusters.push(
+            json!({"name": "upstream", "type": "STATIC", "connect_timeout": "1s",
+               "load_assignment": {"cluster_name": "upstream", "endpoints": [
+                   {"lb_endpoints": [{"endpoint": {"address": address}}]}]}}),
+        );
     }
     json!({"admin": {"address": local0},
            "static_resources": {"listeners": [{"name": "main", "address": local0,
