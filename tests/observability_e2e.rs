@@ -403,9 +403,14 @@ fn the_dashboard_and_the_alerts_query_only_metrics_envoy_exports() {
     let o = Observed::start(json!({"vendor": "okta", "plan": "enterprise"}));
     let families = scraped_families(&o.prometheus());
     let auth0 = Observed::start(json!({"vendor": "auth0", "plan": "enterprise-prod"}));
+    // Fleet mode defines its own stats (the service's cluster need not exist for that).
+    let fleet = Observed::start(json!({"vendor": "okta", "plan": "enterprise",
+                                      "fleet": {"cluster": "ratelimit"}}));
     let mut all = families.clone();
-    for (k, v) in scraped_families(&auth0.prometheus()) {
-        all.entry(k).or_default().extend(v);
+    for other in [&auth0, &fleet] {
+        for (k, v) in scraped_families(&other.prometheus()) {
+            all.entry(k).or_default().extend(v);
+        }
     }
 
     // Per-bucket families carry the bucket as the `idp_bucket` label (envoy.yaml's stats tag).
@@ -456,6 +461,7 @@ fn the_dashboard_and_the_alerts_query_only_metrics_envoy_exports() {
         "IdpRateLimitBucketAt80Percent",
         "IdpRateLimitBucketAt95Percent",
         "IdpRateLimitStoreErrors",
+        "IdpRateLimitFleetFallback",
     ] {
         assert!(alerts.contains(&needed), "{needed} missing: {alerts:?}");
     }
@@ -483,6 +489,7 @@ fn the_dashboard_and_the_alerts_query_only_metrics_envoy_exports() {
         "idp_ratelimit_peak_used_percent",
         "idp_ratelimit_rejected",
         "idp_ratelimit_store_errors",
+        "idp_ratelimit_rls_fallbacks",
     ] {
         assert!(referenced.contains(f), "nothing queries {f}");
     }
