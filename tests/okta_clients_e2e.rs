@@ -24,20 +24,7 @@ fn rl(r: &Response) -> (u16, u64, u64, u64) {
 
 /// An unsigned JWT with these claims (the filter decodes, never verifies).
 fn bearer(claims: &str) -> String {
-    let b64 = |s: &str| {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in s.as_bytes().chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-            for i in 0..=chunk.len() {
-                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-            }
-        }
-        out
-    };
+    let b64 = |s: &str| common::base64url::encode(s.as_bytes());
     format!("Bearer {}.{}.sig", b64(r#"{"alg":"RS256"}"#), b64(claims))
 }
 
