@@ -1,3 +1,4 @@
+//! Test-only: declared `#[cfg(test)]` in `catalog/mod.rs`.
 //! The vendors' published tables as the project copied them (test data in
 //! `tests/vendor-tables/`, each file naming its source page and the date it
 //! was read). The catalog tests hold every embedded number to these copies;

@@ -1,3 +1,4 @@
+//! Test-only: declared `#[cfg(test)]` in `catalog/mod.rs`.
 //! The cross-check of the project's copies (`published`) against the vendors'
 //! pages themselves, number by number, so that a transcription slip cannot
 //! hide. The pages are not part of the project: they are read from
