@@ -13,6 +13,24 @@ pub enum Dialect {
     OneLogin,
 }
 
+impl Dialect {
+    /// The vendor's rate-limit header names, lower-case: limit, remaining, reset.
+    pub fn rate_header_names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Dialect::Okta => (
+                "x-rate-limit-limit",
+                "x-rate-limit-remaining",
+                "x-rate-limit-reset",
+            ),
+            Dialect::Auth0 | Dialect::OneLogin => (
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+            ),
+        }
+    }
+}
+
 /// Which rate-limit response headers to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderStyle {
@@ -73,18 +91,7 @@ pub fn rate_headers(
 ) -> Headers {
     let mut h = Headers::new();
     if matches!(style, HeaderStyle::Vendor | HeaderStyle::Both) {
-        let (limit, remaining, reset) = match dialect {
-            Dialect::Okta => (
-                "x-rate-limit-limit",
-                "x-rate-limit-remaining",
-                "x-rate-limit-reset",
-            ),
-            Dialect::Auth0 | Dialect::OneLogin => (
-                "x-ratelimit-limit",
-                "x-ratelimit-remaining",
-                "x-ratelimit-reset",
-            ),
-        };
+        let (limit, remaining, reset) = dialect.rate_header_names();
         // Okta: UTC epoch second of the window's end, rounded down (as Okta
         // sends it: the first request of a window shows Reset = Date + 60;
         // the SDKs add 1 s to their wait, so they never retry early).

@@ -41,18 +41,7 @@ pub fn read(
     status: u32,
     header: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Answer, Unusable> {
-    let (limit_name, remaining_name, reset_name) = match dialect {
-        Dialect::Okta => (
-            "x-rate-limit-limit",
-            "x-rate-limit-remaining",
-            "x-rate-limit-reset",
-        ),
-        Dialect::Auth0 | Dialect::OneLogin => (
-            "x-ratelimit-limit",
-            "x-ratelimit-remaining",
-            "x-ratelimit-reset",
-        ),
-    };
+    let (limit_name, remaining_name, reset_name) = dialect.rate_header_names();
     let (limit, remaining, reset) = (
         header(limit_name),
         header(remaining_name),
