@@ -11,7 +11,7 @@ use crate::policy::{Bucket, Mode, Policy, Resolved, Scope};
 use crate::response::{self, Dialect, HeaderStyle, Headers, LocalReply, Report};
 use crate::router::RouteError;
 use crate::store::{SharedStore, StoreError};
-use crate::table::{Place, SlotTable};
+use crate::table::{Given, Place, SlotTable, Take};
 use crate::vendor_answer::Answer;
 
 /// What the engine may ask of a request. Each is fetched only when needed.
@@ -28,7 +28,8 @@ pub trait RequestFacts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
     pub bucket: usize,
-    pub fingerprint: u64,
+    /// The owner (scope and key) the bucket counted under.
+    pub owner: u64,
     pub(crate) place: Place,
     pub state: State,
 }
@@ -190,7 +191,7 @@ impl Engine {
     /// Creates every shared-data key this instance will use (configure time).
     pub fn create_keys(&self, store: &dyn SharedStore) -> Result<u32, StoreError> {
         let fps: Vec<u64> = self.policy.buckets.iter().map(|b| b.fingerprint).collect();
-        let mut created = self.table.create_all(store, &fps)? + self.peaks.create_all(store)?;
+        let mut created = self.table.create_all(store)? + self.peaks.create_all(store)?;
         if self.upstream == Upstream::Vendor {
             created += self.table.create_flags(store, &fps)?;
         }
@@ -198,15 +199,15 @@ impl Engine {
     }
 
     /// How many shared-data keys this instance can ever create: the slot
-    /// table's groups, and per bucket an overflow entry and a peak record
+    /// table's groups and its overflow cell, and per bucket a peak record
     /// (and, with `"upstream": "vendor"`, a notice flag).
     pub fn key_capacity(&self) -> u64 {
         let per_bucket = match self.upstream {
-            Upstream::Emulate => 2,
+            Upstream::Emulate => 1,
             // And the vendor-limit notice flag.
-            Upstream::Vendor => 3,
+            Upstream::Vendor => 2,
         };
-        u64::from(self.table.groups()) + per_bucket * self.policy.buckets.len() as u64
+        self.table.key_count() + per_bucket * self.policy.buckets.len() as u64
     }
 
     /// True once per bucket across every worker: the first to see the vendor
@@ -299,6 +300,8 @@ impl Engine {
         };
         let mut tally = Tally::default();
         let mut remote = Vec::new();
+        // (bucket, owner, key) of each bucket counted here.
+        let mut local: Vec<(usize, u64, String)> = Vec::with_capacity(buckets.len());
         for index in buckets {
             let Some(bucket) = self.policy.buckets.get(index) else {
                 continue;
@@ -314,7 +317,19 @@ impl Engine {
                 });
                 continue;
             }
-            if let Some(reply) = self.count_locally(store, index, key, now_us, seed, &mut tally) {
+            local.push((index, bucket.scope.owner_fingerprint(&key), key));
+        }
+        // One transaction per owner, owners in the order their buckets come.
+        let mut members = Vec::with_capacity(local.len());
+        for (i, (_, owner, key)) in local.iter().enumerate() {
+            if local[..i].iter().any(|(_, o, _)| o == owner) {
+                continue;
+            }
+            members.clear();
+            members.extend(local[i..].iter().filter(|m| m.1 == *owner).map(|m| m.0));
+            if let Some(reply) =
+                self.count_owner(store, *owner, &members, key, now_us, seed, &mut tally)
+            {
                 return tally.into_decision(Verdict::Reply(reply));
             }
         }
@@ -360,74 +375,133 @@ impl Engine {
         seed: u64,
         tally: &mut Tally,
     ) -> Option<LocalReply> {
-        let bucket = self.policy.buckets.get(index)?;
-        let fp = bucket.key_fingerprint(&key);
-        let mut limit = bucket.limit;
-        let mut vendor_shadow_refused = false;
-        let counted_in_flight = matches!(
-            limit.algorithm,
-            Algorithm::Concurrency | Algorithm::InFlight
-        );
-        if self.upstream == Upstream::Vendor && !counted_in_flight {
-            let lfp = learned::fingerprint(fp);
-            let mut took = false;
-            match learned::take(&self.table, store, lfp, self.headroom_percent, now_us) {
-                Err(e) => tally.errors.push(e),
-                Ok(learned::Verdict::NoRecord) => {}
-                Ok(learned::Verdict::Pending) => {
-                    tally.taken_learned.push(lfp);
-                    took = true;
-                }
-                Ok(learned::Verdict::Admitted { limit: vendor }) => {
-                    tally.taken_learned.push(lfp);
-                    took = true;
-                    limit.limit = self.spendable(vendor);
-                }
-                Ok(learned::Verdict::Refused {
-                    limit: vendor,
-                    reset_us,
-                }) => {
-                    if self.mode == Mode::Enforce {
-                        let refused = Outcome {
-                            admitted: false,
-                            remaining: 0,
-                            reset_us,
-                        };
-                        return self
-                            .record(store, index, vendor, refused, key, now_us, seed, tally);
+        let owner = self
+            .policy
+            .buckets
+            .get(index)?
+            .scope
+            .owner_fingerprint(&key);
+        self.count_owner(store, owner, &[index], &key, now_us, seed, tally)
+    }
+
+    /// Counts one request in the buckets `members`, which all count under
+    /// `key` (one owner), with one shared-data transaction: in enforce mode
+    /// every bucket admits and all are written, or none is. `Some` is the
+    /// 429 of the first bucket that refuses.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn count_owner(
+        &self,
+        store: &dyn SharedStore,
+        owner: u64,
+        members: &[usize],
+        key: &str,
+        now_us: u64,
+        seed: u64,
+        tally: &mut Tally,
+    ) -> Option<LocalReply> {
+        let mut takes = Vec::with_capacity(members.len());
+        // Per take: the bucket, and whether the vendor's figure (shadow mode) refused it.
+        let mut counted = Vec::with_capacity(members.len());
+        for &index in members {
+            let Some(bucket) = self.policy.buckets.get(index) else {
+                continue;
+            };
+            let mut limit = bucket.limit;
+            let mut vendor_shadow_refused = false;
+            let counted_in_flight = matches!(
+                limit.algorithm,
+                Algorithm::Concurrency | Algorithm::InFlight
+            );
+            if self.upstream == Upstream::Vendor && !counted_in_flight {
+                let lfp = learned::fingerprint(bucket.key_fingerprint(key));
+                let mut took = false;
+                match learned::take(&self.table, store, lfp, self.headroom_percent, now_us) {
+                    Err(e) => tally.errors.push(e),
+                    Ok(learned::Verdict::NoRecord) => {}
+                    Ok(learned::Verdict::Pending) => {
+                        tally.taken_learned.push(lfp);
+                        took = true;
                     }
-                    vendor_shadow_refused = true;
+                    Ok(learned::Verdict::Admitted { limit: vendor }) => {
+                        tally.taken_learned.push(lfp);
+                        took = true;
+                        limit.limit = self.spendable(vendor);
+                    }
+                    Ok(learned::Verdict::Refused {
+                        limit: vendor,
+                        reset_us,
+                    }) => {
+                        if self.mode == Mode::Enforce {
+                            let refused = Outcome {
+                                admitted: false,
+                                remaining: 0,
+                                reset_us,
+                            };
+                            return self.record(
+                                store,
+                                index,
+                                vendor,
+                                refused,
+                                key.to_string(),
+                                now_us,
+                                seed,
+                                tally,
+                            );
+                        }
+                        vendor_shadow_refused = true;
+                    }
                 }
+                tally.teach.push(Teach {
+                    bucket: index,
+                    fingerprint: lfp,
+                    reported: false,
+                    took,
+                });
             }
-            tally.teach.push(Teach {
-                bucket: index,
-                fingerprint: lfp,
-                reported: false,
-                took,
+            takes.push(Take {
+                bucket: bucket.fingerprint,
+                limit,
             });
+            counted.push((index, limit.limit, vendor_shadow_refused));
         }
-        let taken = match self
-            .table
-            .acquire(store, bucket.fingerprint, fp, &limit, now_us)
-        {
-            Ok(t) => t,
+        let enforce = self.mode == Mode::Enforce;
+        let result = match self.table.count(store, owner, &takes, enforce, now_us) {
+            Ok(c) => c,
             Err(e) => {
                 tally.errors.push(e);
                 return None;
             }
         };
-        if let Some((place, state)) = taken.written {
-            tally.holds.push(Hold {
-                bucket: index,
-                fingerprint: fp,
-                place,
-                state,
-            });
+        let said = result.outcomes.iter().zip(&result.written);
+        for ((index, limit, vendor_shadow_refused), (outcome, written)) in
+            counted.into_iter().zip(said)
+        {
+            if let Some(state) = written {
+                tally.holds.push(Hold {
+                    bucket: index,
+                    owner,
+                    place: result.place,
+                    state: *state,
+                });
+            }
+            let mut outcome = *outcome;
+            // Shadow mode: the vendor's figure would have refused it.
+            outcome.admitted &= !vendor_shadow_refused;
+            let reply = self.record(
+                store,
+                index,
+                limit,
+                outcome,
+                key.to_string(),
+                now_us,
+                seed,
+                tally,
+            );
+            if reply.is_some() {
+                return reply;
+            }
         }
-        let mut outcome = taken.outcome;
-        // Shadow mode: the vendor's figure would have refused it.
-        outcome.admitted &= !vendor_shadow_refused;
-        self.record(store, index, limit.limit, outcome, key, now_us, seed, tally)
+        None
     }
 
     /// Records what bucket `index` (whose limit is `limit`) said. A refusal
@@ -641,7 +715,7 @@ impl Engine {
     }
 
     /// Gives back what `holds` took (a later bucket refused the request, or
-    /// the upstream refused an import job).
+    /// the upstream refused an import job): one transaction per owner.
     pub fn release(
         &self,
         store: &dyn SharedStore,
@@ -649,18 +723,24 @@ impl Engine {
         now_us: u64,
         errors: &mut Vec<StoreError>,
     ) {
-        for h in holds {
-            let Some(bucket) = self.policy.buckets.get(h.bucket) else {
+        for (i, h) in holds.iter().enumerate() {
+            let same = |o: &&Hold| o.owner == h.owner && o.place == h.place;
+            if holds[..i].iter().any(|o| same(&o)) {
                 continue;
-            };
-            if let Err(e) = self.table.release(
-                store,
-                h.fingerprint,
-                &h.place,
-                h.state,
-                &bucket.limit,
-                now_us,
-            ) {
+            }
+            let given: Vec<Given> = holds[i..]
+                .iter()
+                .filter(same)
+                .filter_map(|o| {
+                    let bucket = self.policy.buckets.get(o.bucket)?;
+                    Some(Given {
+                        bucket: bucket.fingerprint,
+                        limit: bucket.limit,
+                        taken: o.state,
+                    })
+                })
+                .collect();
+            if let Err(e) = self.table.release(store, h.owner, h.place, &given, now_us) {
                 errors.push(e);
             }
         }
@@ -713,11 +793,11 @@ impl Engine {
         let Some(bucket) = self.policy.buckets.get(status.bucket) else {
             return Decision::new(Verdict::Unlimited);
         };
-        let fp = bucket.key_fingerprint(key);
+        let owner = bucket.scope.owner_fingerprint(key);
         let mut errors = Vec::new();
         let outcome = self
             .table
-            .peek(store, bucket.fingerprint, fp, &bucket.limit, now_us)
+            .peek(store, owner, bucket.fingerprint, &bucket.limit, now_us)
             .unwrap_or_else(|e| {
                 errors.push(e);
                 bucket.limit.peek(None, now_us)
@@ -1239,10 +1319,10 @@ mod tests {
             .iter()
             .position(|b| b.id == "okta.management.api-v1")
             .unwrap()];
-        let fp = mgmt.key_fingerprint("acme.okta.com");
+        let owner = mgmt.scope.owner_fingerprint("acme.okta.com");
         assert_eq!(
             e.table
-                .peek(&s, mgmt.fingerprint, fp, &mgmt.limit, NOW)
+                .peek(&s, owner, mgmt.fingerprint, &mgmt.limit, NOW)
                 .unwrap()
                 .remaining,
             300
@@ -1591,7 +1671,9 @@ mod tests {
         let (e, _) = engine(r#"{"vendor": "okta", "plan": "integrator-free"}"#);
         let d = e.decide(&BrokenStore, &req("GET", "/api/v1/logs"), NOW, 0);
         assert_eq!(status(&d), 200);
-        assert_eq!(d.errors.len(), 2, "the concurrency limit and the logs row");
+        // The concurrency limit and the logs row count under one owner (the
+        // org): one transaction, one error.
+        assert_eq!(d.errors.len(), 1);
         assert!(
             d.errors
                 .iter()

@@ -79,7 +79,7 @@ struct Metrics {
     vendor: Vec<[Option<u32>; 3]>,
     store_errors: Option<u32>,
     /// Shared-data keys created, by any worker, ever: stays at the table's
-    /// capacity (`max_keys / 4` groups + an overflow entry and a peak record
+    /// capacity (`max_keys / 4` groups + the overflow cell + a peak record
     /// per bucket).
     keys_created: Option<u32>,
     /// Fleet mode: calls made, calls that failed, requests `on_failure` decided.

@@ -61,7 +61,7 @@ mod tests {
             let mut load = vec![0u32; groups as usize];
             let mut seen = std::collections::HashSet::new();
             for k in &keys {
-                let fp = bucket.key_fingerprint(k);
+                let fp = bucket.scope.owner_fingerprint(k);
                 assert!(seen.insert(fp), "{k:?} collides");
                 load[table.group_of(fp) as usize] += 1;
             }

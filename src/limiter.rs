@@ -138,10 +138,41 @@ impl Limit {
     pub fn is_stale(&self, state: State, now: u64) -> bool {
         match self.algorithm {
             Algorithm::FixedWindow => self.live_window(Some(state), now).is_none(),
-            Algorithm::TokenBucket => state[0] <= now,
+            Algorithm::TokenBucket => {
+                let [tat, _, _] = state;
+                tat <= now
+            }
             Algorithm::Concurrency => live_holds(Some(state), now) == [0; 3],
             Algorithm::InFlight => self.in_flight_count(Some(state), now) == 0,
         }
+    }
+
+    /// When `state` (as written by `acquire` or `release`) stops mattering,
+    /// so its entry can be dropped: the window's end, the time the bucket is
+    /// full again, the last hold's expiry, or (in flight) a whole window
+    /// without a change; 0 for an in-flight count of 0.
+    pub fn stale_after(&self, state: State) -> u64 {
+        match self.algorithm {
+            Algorithm::FixedWindow => {
+                let [start, _, _] = state;
+                start.saturating_add(self.window_us)
+            }
+            Algorithm::TokenBucket => {
+                let [tat, _, _] = state;
+                tat
+            }
+            Algorithm::Concurrency => state.iter().copied().max().unwrap_or(0),
+            Algorithm::InFlight => match state {
+                [0, _, _] => 0,
+                [_, changed, _] => changed.saturating_add(self.window_us),
+            },
+        }
+    }
+
+    /// The latest `stale_after` any state written at `now` can have: a
+    /// bound on how long an overflow count made now can matter.
+    pub fn horizon(&self, now: u64) -> u64 {
+        now.saturating_add(self.window_us)
     }
 
     /// Gives back what `acquire` took at `taken` (the state it wrote), when a
@@ -150,10 +181,14 @@ impl Limit {
     pub fn release(&self, state: Option<State>, taken: State, now: u64) -> Option<State> {
         let s = state?;
         match self.algorithm {
-            // `then`, not `then_some`: the argument must not be computed when the count is 0.
-            Algorithm::FixedWindow => (s[0] == taken[0] && s[1] > 0).then(|| [s[0], s[1] - 1, 0]),
+            Algorithm::FixedWindow => {
+                let ([start, count, _], [taken_start, _, _]) = (s, taken);
+                // `then`, not `then_some`: the argument must not be computed when the count is 0.
+                (start == taken_start && count > 0).then(|| [start, count - 1, 0])
+            }
             Algorithm::TokenBucket => {
-                (s[0] > now).then_some([s[0].saturating_sub(self.interval_us()).max(now), 0, 0])
+                let [tat, _, _] = s;
+                (tat > now).then_some([tat.saturating_sub(self.interval_us()).max(now), 0, 0])
             }
             Algorithm::Concurrency => {
                 // The hold this request added is the latest expiry it wrote.
@@ -185,7 +220,7 @@ impl Limit {
     /// treated as closed, so a clock step never blocks a key for long.
     fn live_window(&self, state: Option<State>, now: u64) -> Option<State> {
         let s = state?;
-        let start = s[0];
+        let [start, _, _] = s;
         let open = now < start.saturating_add(self.window_us)
             && start <= now.saturating_add(self.window_us);
         open.then_some(s)
@@ -228,7 +263,7 @@ impl Limit {
     /// window from the future is), so a clock step never blocks a key for long.
     fn clamped_tat(&self, state: Option<State>, now: u64) -> u64 {
         let full = self.full_tat(now);
-        let tat = state.map_or(full, |s| s[0]);
+        let tat = state.map_or(full, |[tat, _, _]| tat);
         let horizon = now.saturating_add(self.window_us);
         if tat > horizon.saturating_add(self.window_us) {
             return full;

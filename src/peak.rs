@@ -86,11 +86,9 @@ pub struct PeakRecords {
     keys: Vec<String>,
 }
 
-/// Bounds a merge's retries. A CAS only fails when another worker raised the
-/// record (writers only ever raise it), which can happen at most 101 times a
-/// period, so this bound is never reached in one period's traffic.
-const MAX_TRIES: usize = 256;
-
+// A merge's CAS only fails when another worker raised the record (writers
+// only ever raise it), at most 101 times a period: far below the retries
+// `store::update` allows.
 impl PeakRecords {
     /// `prefix` namespaces the keys like the slot table's.
     pub fn new(prefix: &str, buckets: &[Bucket]) -> PeakRecords {
@@ -116,7 +114,7 @@ impl PeakRecords {
 
     /// Merges `mine` into the bucket's record. Returns the bucket's peak for
     /// `mine.period` (the gauge's new value), or `None` when the record
-    /// already belongs to a later period or others kept winning the CAS.
+    /// already belongs to a later period.
     pub fn publish(
         &self,
         store: &dyn SharedStore,
@@ -126,24 +124,17 @@ impl PeakRecords {
         let Some(key) = self.keys.get(bucket) else {
             return Ok(None);
         };
-        for _ in 0..MAX_TRIES {
-            let (stored, cas) = match store.get(key)? {
-                Some((bytes, cas)) => (decode(&bytes), Some(cas)),
-                None => (None, None),
-            };
-            if let Some(s) = stored {
+        crate::store::update(store, key, |bytes| {
+            if let Some(s) = decode(bytes) {
                 if s.period > mine.period {
-                    return Ok(None);
+                    return Ok((None, None));
                 }
                 if s.period == mine.period && s.percent >= mine.percent {
-                    return Ok(Some(s.percent));
+                    return Ok((Some(s.percent), None));
                 }
             }
-            if store.set(key, &encode(mine), cas)? {
-                return Ok(Some(mine.percent));
-            }
-        }
-        Ok(None)
+            Ok((Some(mine.percent), Some(encode(mine).to_vec())))
+        })
     }
 
     /// The bucket's peak in `period`: its record's, or 0 if the record is

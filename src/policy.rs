@@ -41,6 +41,27 @@ pub enum Scope {
     BearerUser,
 }
 
+impl Scope {
+    /// The fingerprint of the *owner* a request's key is in this scope: the
+    /// buckets of a request whose scope and key agree count together, in one
+    /// shared-data record (see table.rs).
+    pub fn owner_fingerprint(&self, key: &str) -> u64 {
+        let (kind, detail): (&[u8], &[u8]) = match self {
+            Scope::Host => (b"host", b""),
+            Scope::Global => (b"global", b""),
+            Scope::ClientIp => (b"client_ip", b""),
+            Scope::Header(name) => (b"header", name.as_bytes()),
+            Scope::JwtSubjectWithScope(part) => (b"jwt_sub", part.as_bytes()),
+            Scope::OktaClient { client_id: true } => (b"okta_client+id", b""),
+            Scope::OktaClient { client_id: false } => (b"okta_client", b""),
+            Scope::OktaPrincipal => (b"okta_principal", b""),
+            Scope::HostAndClientIp => (b"host+client_ip", b""),
+            Scope::BearerUser => (b"bearer_user", b""),
+        };
+        crate::hash::fingerprint(&[kind, detail, key.as_bytes()])
+    }
+}
+
 /// Which 429 a bucket answers with, beyond the vendor's usual one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RejectBody {

@@ -45,6 +45,60 @@ pub trait SharedStore {
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError>;
 }
 
+/// Compare-and-swap retries before one update gives up; contention this
+/// deep means something is badly wrong, and the caller fails open with a log
+/// line.
+pub const MAX_ATTEMPTS: usize = 1000;
+
+/// The one read-modify-write loop over shared data. Reads `key` (empty bytes
+/// when it was never written), lets `f` decide from what it read, and writes
+/// what `f` returns with the CAS token of that read, so the decision always
+/// stands on the value actually written; on a lost race it reads again and
+/// `f` decides again. `f` returning no bytes writes nothing.
+///
+/// A missing key is written without a token (a blind create). Every key is
+/// created at configure time, so this only happens if configure could not.
+pub fn update<R>(
+    store: &dyn SharedStore,
+    key: &str,
+    mut f: impl FnMut(&[u8]) -> Result<(R, Option<Vec<u8>>), StoreError>,
+) -> Result<R, StoreError> {
+    let mut result = None;
+    update_bytes(store, key, &mut |bytes| {
+        let (r, write) = f(bytes)?;
+        result = Some(r);
+        Ok(write)
+    })?;
+    // `update_bytes` returns Ok only after `f` ran (and its result stands).
+    result.ok_or_else(|| StoreError::Host {
+        key: key.to_string(),
+        status: "update ended without a decision".to_string(),
+    })
+}
+
+/// What an update decides from the bytes read: the bytes to write, if any.
+type Decide<'a> = dyn FnMut(&[u8]) -> Result<Option<Vec<u8>>, StoreError> + 'a;
+
+/// `update`'s loop, not generic, so the `.wasm` carries one copy of it.
+fn update_bytes(store: &dyn SharedStore, key: &str, f: &mut Decide) -> Result<(), StoreError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let (bytes, cas) = match store.get(key)? {
+            Some((bytes, cas)) => (bytes, Some(cas).filter(|&c| c != 0)),
+            None => (Vec::new(), None),
+        };
+        let Some(value) = f(&bytes)? else {
+            return Ok(());
+        };
+        if store.set(key, &value, cas)? {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Contended {
+        key: key.to_string(),
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
 /// In-process store with Envoy's shared-data semantics: every write bumps a
 /// global CAS counter; a CAS of 0/None always writes.
 /// Key -> (value, CAS token), and the last token handed out.

@@ -1,83 +1,169 @@
-//! A fixed-size table of counter slots in shared data, so the number of keys
-//! the filter creates is capped whatever the number of distinct clients.
+//! A fixed-size table of counting records in shared data, so the number of
+//! keys the filter creates is capped whatever the number of distinct clients,
+//! and one request costs one read and one compare-and-swap.
 //!
-//! Layout: `groups` shared-data keys, each holding 4 entries (ways) of
-//! `(fingerprint, stale_after, state[3])`. A bucket key's fingerprint picks
-//! its group; inside it the key takes its own way, or a free one (never used,
-//! or stale: holding nothing that affects a decision). The whole group is read
-//! and written with one compare-and-swap, so two workers can never place the
-//! same key twice. When all 4 ways hold live keys, the request is counted in
-//! its bucket's single overflow entry, shared by every key that did not fit:
-//! that errs toward rejecting, never toward admitting. A key that later finds
-//! a free way starts from the overflow entry's state (an upper bound on its own
-//! use), so moving out of overflow never hands out extra requests.
+//! A request's buckets that count under the same key (its *owner*: the scope
+//! and the key, e.g. the org's host) live together. The owner's fingerprint
+//! picks one of `groups` shared-data values (a *cell*); the cell holds the
+//! entries of at most `WAYS` live owners, one entry per (owner, bucket). The
+//! request reads the cell once, decides every bucket on what it read, and
+//! writes all of them with one compare-and-swap: every bucket admits and all
+//! are written, or (enforce mode) nothing is. Two workers can never place
+//! the same owner twice, and no decision stands on a value not written.
+//!
+//! Entries that no longer matter (see `Limit::stale_after`) are dropped each
+//! time a cell is written, so a cell holds only live state. When a cell
+//! already holds `WAYS` other live owners, the request counts in the one
+//! overflow cell, shared by every owner that did not fit: that errs toward
+//! rejecting, never toward admitting. The group is marked first
+//! (`overflow_until`), and until the mark passes, an entry created there
+//! starts from the overflow's state for its bucket (an upper bound on its
+//! own use), so moving out of overflow never hands out extra requests.
 //!
 //! All keys are created at configure time (`create_all`): Envoy has no
 //! create-if-absent, so creating on the request path could let one worker's
 //! blind create overwrite another's count.
 
 use crate::limiter::{Limit, Outcome, State};
-use crate::store::{SharedStore, StoreError};
+use crate::store::{self, SharedStore, StoreError};
 
+/// Live owners one cell holds.
 pub const WAYS: usize = 4;
-const ENTRY_BYTES: usize = 40;
-const GROUP_BYTES: usize = WAYS * ENTRY_BYTES;
-/// CAS retries before giving up on one update; contention this deep means
-/// something is badly wrong, and the caller fails open with a log line.
-const MAX_ATTEMPTS: usize = 1000;
+const HEADER_BYTES: usize = 8;
+const ENTRY_BYTES: usize = 48;
+/// The bucket tag of a learned vendor record (`update_entry`).
+const RECORD_TAG: u64 = 0x7265_636f_7264;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Entry {
-    fingerprint: u64,
+    owner: u64,
+    bucket: u64,
     stale_after: u64,
     state: State,
 }
 
-impl Entry {
-    fn decode(b: &[u8]) -> Entry {
-        let word = |i: usize| {
-            b.get(i * 8..i * 8 + 8)
-                .and_then(|s| s.try_into().ok())
-                .map_or(0, u64::from_le_bytes)
+/// One shared-data value: a group's entries, or the overflow's (owner 0).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Cell {
+    /// Until when an owner of this group may have counted in overflow.
+    overflow_until: u64,
+    entries: Vec<Entry>,
+}
+
+fn word(bytes: &[u8], i: usize) -> u64 {
+    bytes
+        .get(i * 8..i * 8 + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+impl Cell {
+    fn decode(bytes: &[u8]) -> Cell {
+        let body = bytes.get(HEADER_BYTES..).unwrap_or_default();
+        Cell {
+            overflow_until: word(bytes, 0),
+            entries: body
+                .chunks_exact(ENTRY_BYTES)
+                .map(|b| Entry {
+                    owner: word(b, 0),
+                    bucket: word(b, 1),
+                    stale_after: word(b, 2),
+                    state: [word(b, 3), word(b, 4), word(b, 5)],
+                })
+                .collect(),
+        }
+    }
+
+    /// The bytes to write, without the entries that stopped mattering.
+    fn encode(&self, now: u64) -> Vec<u8> {
+        let live = self.entries.iter().filter(|e| e.stale_after > now);
+        let mut out = Vec::with_capacity(HEADER_BYTES + ENTRY_BYTES * self.entries.len());
+        out.extend_from_slice(&self.overflow_until.to_le_bytes());
+        for e in live {
+            let [a, b, c] = e.state;
+            for w in [e.owner, e.bucket, e.stale_after, a, b, c] {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// The live state of `owner` in `bucket`.
+    fn state(&self, owner: u64, bucket: u64, now: u64) -> Option<State> {
+        self.entries
+            .iter()
+            .find(|e| e.owner == owner && e.bucket == bucket && e.stale_after > now)
+            .map(|e| e.state)
+    }
+
+    /// Whether `owner` has a place here: it holds one, or fewer than `WAYS`
+    /// other owners are live.
+    fn has_room_for(&self, owner: u64, now: u64) -> bool {
+        let mut others = [0u64; WAYS];
+        let mut n = 0;
+        for e in self.entries.iter().filter(|e| e.stale_after > now) {
+            if e.owner == owner {
+                return true;
+            }
+            if !others[..n].contains(&e.owner) {
+                if n == WAYS {
+                    return false;
+                }
+                others[n] = e.owner;
+                n += 1;
+            }
+        }
+        n < WAYS
+    }
+
+    fn put(&mut self, owner: u64, bucket: u64, limit: &Limit, state: State) {
+        let entry = Entry {
+            owner,
+            bucket,
+            stale_after: limit.stale_after(state),
+            state,
         };
-        Entry {
-            fingerprint: word(0),
-            stale_after: word(1),
-            state: [word(2), word(3), word(4)],
+        match self
+            .entries
+            .iter_mut()
+            .find(|e| e.owner == owner && e.bucket == bucket)
+        {
+            Some(e) => *e = entry,
+            None => self.entries.push(entry),
         }
-    }
-
-    fn encode_into(&self, out: &mut Vec<u8>) {
-        for w in [
-            self.fingerprint,
-            self.stale_after,
-            self.state[0],
-            self.state[1],
-            self.state[2],
-        ] {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-    }
-
-    fn is_free(&self, now: u64) -> bool {
-        self.fingerprint == 0 || self.stale_after <= now
     }
 }
 
-/// Where a bucket's state for one key lives: a way of a group, or the bucket's
-/// overflow entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One bucket a request counts in: its fingerprint and arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Take {
+    pub bucket: u64,
+    pub limit: Limit,
+}
+
+/// Where an owner's entries were written: its group, or the overflow cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Place {
     Group(u32),
-    Overflow(String),
+    Overflow,
 }
 
-/// The result of an update: the bucket's outcome and, if something was
-/// written, where and what (so it can be released later).
+/// What counting did: per take, in order, the bucket's outcome and the
+/// state written (none when nothing was written for it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Taken {
-    pub outcome: Outcome,
-    pub written: Option<(Place, State)>,
+pub struct Counted {
+    pub outcomes: Vec<Outcome>,
+    pub written: Vec<Option<State>>,
+    pub place: Place,
+}
+
+/// Something to give back: the bucket, its arithmetic and the state its
+/// take wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Given {
+    pub bucket: u64,
+    pub limit: Limit,
+    pub taken: State,
 }
 
 pub struct SlotTable {
@@ -95,49 +181,41 @@ impl SlotTable {
         }
     }
 
-    pub fn groups(&self) -> u32 {
-        self.groups
+    /// Shared-data keys the table creates: its groups and the overflow cell.
+    pub fn key_count(&self) -> u64 {
+        u64::from(self.groups) + 1
     }
 
     fn group_key(&self, group: u32) -> String {
         format!("{}g{}", self.prefix, group)
     }
 
-    fn overflow_key(&self, bucket_fingerprint: u64) -> String {
-        format!("{}o{:016x}", self.prefix, bucket_fingerprint)
-    }
-
-    pub(crate) fn group_of(&self, fingerprint: u64) -> u32 {
-        (crate::hash::mix(fingerprint) % u64::from(self.groups)) as u32
-    }
-
-    /// Creates every group key and the overflow key of each bucket, where
-    /// missing. Returns how many keys were created.
-    pub fn create_all(
-        &self,
-        store: &dyn SharedStore,
-        bucket_fingerprints: &[u64],
-    ) -> Result<u32, StoreError> {
-        let empty = [0u8; GROUP_BYTES];
-        let mut created = 0;
-        let keys = (0..self.groups)
-            .map(|g| (self.group_key(g), GROUP_BYTES))
-            .chain(
-                bucket_fingerprints
-                    .iter()
-                    .map(|&f| (self.overflow_key(f), ENTRY_BYTES)),
-            );
-        for (key, len) in keys {
-            if store.get(&key)?.is_none() {
-                store.set(&key, &empty[..len], None)?;
-                created += 1;
-            }
-        }
-        Ok(created)
+    fn overflow_key(&self) -> String {
+        format!("{}o", self.prefix)
     }
 
     fn flag_key(&self, bucket_fingerprint: u64) -> String {
         format!("{}f{:016x}", self.prefix, bucket_fingerprint)
+    }
+
+    fn key_of(&self, place: Place) -> String {
+        match place {
+            Place::Group(g) => self.group_key(g),
+            Place::Overflow => self.overflow_key(),
+        }
+    }
+
+    pub(crate) fn group_of(&self, owner: u64) -> u32 {
+        (crate::hash::mix(owner) % u64::from(self.groups)) as u32
+    }
+
+    /// Creates every group and the overflow cell, where missing. Returns how
+    /// many keys were created.
+    pub fn create_all(&self, store: &dyn SharedStore) -> Result<u32, StoreError> {
+        let keys = (0..self.groups)
+            .map(|g| self.group_key(g))
+            .chain([self.overflow_key()]);
+        create_missing(store, keys, &[0u8; HEADER_BYTES])
     }
 
     /// Creates one flag per bucket (cleared), where missing; returns how many
@@ -147,15 +225,8 @@ impl SlotTable {
         store: &dyn SharedStore,
         bucket_fingerprints: &[u64],
     ) -> Result<u32, StoreError> {
-        let mut created = 0;
-        for &f in bucket_fingerprints {
-            let key = self.flag_key(f);
-            if store.get(&key)?.is_none() {
-                store.set(&key, &[0], None)?;
-                created += 1;
-            }
-        }
-        Ok(created)
+        let keys = bucket_fingerprints.iter().map(|&f| self.flag_key(f));
+        create_missing(store, keys, &[0])
     }
 
     /// Sets the bucket's flag; true for the one caller that set it (a
@@ -165,268 +236,243 @@ impl SlotTable {
         store: &dyn SharedStore,
         bucket_fingerprint: u64,
     ) -> Result<bool, StoreError> {
-        let key = self.flag_key(bucket_fingerprint);
-        for _ in 0..MAX_ATTEMPTS {
-            let (bytes, cas) = read(store, &key)?;
-            if bytes.first().is_some_and(|&b| b != 0) {
-                return Ok(false);
-            }
-            // Never created (configure could not): claim without creating it.
-            let Some(cas) = cas else { return Ok(true) };
-            if store.set(&key, &[1], Some(cas))? {
-                return Ok(true);
-            }
-        }
-        Err(contended(&key))
+        store::update(store, &self.flag_key(bucket_fingerprint), |bytes| {
+            Ok(match bytes.first() {
+                Some(&b) if b != 0 => (false, None),
+                _ => (true, Some(vec![1])),
+            })
+        })
     }
 
-    /// Takes one request from `limit` for the key with `fingerprint`, in the
-    /// bucket whose overflow entry is `bucket_fingerprint`.
-    pub fn acquire(
+    /// Counts one request in every bucket of `takes` for `owner`, with one
+    /// read and one compare-and-swap. `atomic` (enforce mode): if any bucket
+    /// refuses, none is written; otherwise each admitting bucket is written.
+    pub fn count(
         &self,
         store: &dyn SharedStore,
-        bucket_fingerprint: u64,
-        fingerprint: u64,
-        limit: &Limit,
+        owner: u64,
+        takes: &[Take],
+        atomic: bool,
         now: u64,
-    ) -> Result<Taken, StoreError> {
-        let group = self.group_of(fingerprint);
+    ) -> Result<Counted, StoreError> {
+        let group = self.group_of(owner);
         let key = self.group_key(group);
-        for _ in 0..MAX_ATTEMPTS {
-            let (bytes, cas) = read(store, &key)?;
-            let mut entries = decode_group(&bytes);
-            let own = entries.iter().position(|e| e.fingerprint == fingerprint);
-            let way = match own.or_else(|| entries.iter().position(|e| e.is_free(now))) {
-                Some(way) => way,
-                None => return self.acquire_overflow(store, bucket_fingerprint, limit, now),
-            };
-            let state = if own.is_some() {
-                Some(entries[way].state)
-            } else if limit.algorithm.inherits_overflow() {
-                self.overflow_state(store, bucket_fingerprint, limit, now)?
-            } else {
-                None
-            };
-            let (outcome, next) = limit.acquire(state, now);
-            let Some(next) = next else {
-                return Ok(Taken {
-                    outcome,
-                    written: None,
-                });
-            };
-            entries[way] = Entry {
-                fingerprint,
-                stale_after: stale_after(limit, next),
-                state: next,
-            };
-            if store.set(&key, &encode_group(&entries), cas)? {
-                return Ok(Taken {
-                    outcome,
-                    written: Some((Place::Group(group), next)),
-                });
+        let placed = store::update(store, &key, |bytes| {
+            let mut cell = Cell::decode(bytes);
+            if !cell.has_room_for(owner, now) {
+                return Ok((None, None));
             }
+            let overflow = match cell.overflow_until > now {
+                true => Some(self.read(store, Place::Overflow)?),
+                false => None,
+            };
+            let states = takes.iter().map(|t| {
+                cell.state(owner, t.bucket, now).or_else(|| {
+                    let inherited = overflow.as_ref()?.state(0, t.bucket, now)?;
+                    let live =
+                        t.limit.algorithm.inherits_overflow() && !t.limit.is_stale(inherited, now);
+                    live.then_some(inherited)
+                })
+            });
+            let (outcomes, written) = decide(takes, states, atomic, now);
+            let write = apply(&mut cell, owner, takes, &written).then(|| cell.encode(now));
+            Ok((Some((outcomes, written)), write))
+        })?;
+        if let Some((outcomes, written)) = placed {
+            return Ok(Counted {
+                outcomes,
+                written,
+                place: Place::Group(group),
+            });
         }
-        Err(contended(&key))
+        self.count_in_overflow(store, &key, takes, atomic, now)
     }
 
-    /// Reads and rewrites the entry of `fingerprint` alone (never an overflow
-    /// entry), with one compare-and-swap: `f` sees the live state (`None`
-    /// when there is none) and returns its result and, to write, the new
-    /// state with the time it stops mattering. `Ok(None)`: `f` wanted to
-    /// write a new entry but every way of its group holds a live key.
-    pub fn update<R>(
+    /// Every way of the owner's group holds another live owner: marks the
+    /// group (see the module comment), then counts in the overflow cell.
+    fn count_in_overflow(
         &self,
         store: &dyn SharedStore,
-        fingerprint: u64,
+        group_key: &str,
+        takes: &[Take],
+        atomic: bool,
+        now: u64,
+    ) -> Result<Counted, StoreError> {
+        let until = takes
+            .iter()
+            .map(|t| t.limit.horizon(now))
+            .max()
+            .unwrap_or(now);
+        store::update(store, group_key, |bytes| {
+            let mut cell = Cell::decode(bytes);
+            if cell.overflow_until >= until {
+                return Ok(((), None));
+            }
+            cell.overflow_until = until;
+            Ok(((), Some(cell.encode(now))))
+        })?;
+        store::update(store, &self.overflow_key(), |bytes| {
+            let mut cell = Cell::decode(bytes);
+            let states = takes.iter().map(|t| cell.state(0, t.bucket, now));
+            let (outcomes, written) = decide(takes, states, atomic, now);
+            let write = apply(&mut cell, 0, takes, &written).then(|| cell.encode(now));
+            let counted = Counted {
+                outcomes,
+                written,
+                place: Place::Overflow,
+            };
+            Ok((counted, write))
+        })
+    }
+
+    /// Reads `owner`'s live entry for a learned record and rewrites it with
+    /// one compare-and-swap: `f` sees the live state (`None` when there is
+    /// none) and returns its result and, to write, the new state with the
+    /// time it stops mattering. `Ok(None)`: `f` wanted to write a new entry
+    /// but the group holds `WAYS` other live owners.
+    pub fn update_entry<R>(
+        &self,
+        store: &dyn SharedStore,
+        owner: u64,
         now: u64,
         mut f: impl FnMut(Option<State>) -> (R, Option<(State, u64)>),
     ) -> Result<Option<R>, StoreError> {
-        let group = self.group_of(fingerprint);
-        let key = self.group_key(group);
-        for _ in 0..MAX_ATTEMPTS {
-            let (bytes, cas) = read(store, &key)?;
-            let mut entries = decode_group(&bytes);
-            let own = entries.iter().position(|e| e.fingerprint == fingerprint);
-            let live = own
-                .map(|w| entries[w])
-                .filter(|e| !e.is_free(now))
-                .map(|e| e.state);
-            let (result, write) = f(live);
+        let key = self.group_key(self.group_of(owner));
+        store::update(store, &key, |bytes| {
+            let mut cell = Cell::decode(bytes);
+            let (result, write) = f(cell.state(owner, RECORD_TAG, now));
             let Some((state, stale_after)) = write else {
-                return Ok(Some(result));
+                return Ok((Some(result), None));
             };
-            let Some(way) = own.or_else(|| entries.iter().position(|e| e.is_free(now))) else {
-                return Ok(None);
-            };
-            entries[way] = Entry {
-                fingerprint,
+            if !cell.has_room_for(owner, now) {
+                return Ok((None, None));
+            }
+            let entry = Entry {
+                owner,
+                bucket: RECORD_TAG,
                 stale_after,
                 state,
             };
-            if store.set(&key, &encode_group(&entries), cas)? {
-                return Ok(Some(result));
+            match cell
+                .entries
+                .iter_mut()
+                .find(|e| e.owner == owner && e.bucket == RECORD_TAG)
+            {
+                Some(e) => *e = entry,
+                None => cell.entries.push(entry),
             }
-        }
-        Err(contended(&key))
+            Ok((Some(result), Some(cell.encode(now))))
+        })
     }
 
-    /// Reads the bucket's state for a key without taking anything.
+    /// Reads one bucket's state for `owner` without taking anything: its own
+    /// entry, else (while it may have counted there) the overflow's.
     pub fn peek(
         &self,
         store: &dyn SharedStore,
-        bucket_fingerprint: u64,
-        fingerprint: u64,
+        owner: u64,
+        bucket: u64,
         limit: &Limit,
         now: u64,
     ) -> Result<Outcome, StoreError> {
-        let (bytes, _) = read(store, &self.group_key(self.group_of(fingerprint)))?;
-        let entries = decode_group(&bytes);
-        let state = match entries.iter().find(|e| e.fingerprint == fingerprint) {
-            Some(e) => Some(e.state),
-            None if entries.iter().any(|e| e.is_free(now)) => None,
-            None => self.overflow_state(store, bucket_fingerprint, limit, now)?,
+        let cell = self.read(store, Place::Group(self.group_of(owner)))?;
+        let state = match cell.state(owner, bucket, now) {
+            Some(s) => Some(s),
+            None if cell.has_room_for(owner, now) && cell.overflow_until <= now => None,
+            None => self.read(store, Place::Overflow)?.state(0, bucket, now),
         };
         Ok(limit.peek(state, now))
     }
 
-    /// Undoes what `acquire` wrote (see `Limit::release`). Best effort: if the
-    /// slot has since been given to another key, there is nothing to undo.
+    /// Undoes what `count` wrote at `place` for `owner` (see
+    /// `Limit::release`), with one compare-and-swap for all of `given`. Best
+    /// effort: an entry that has since gone has nothing to undo.
     pub fn release(
         &self,
         store: &dyn SharedStore,
-        fingerprint: u64,
-        place: &Place,
-        taken: State,
-        limit: &Limit,
+        owner: u64,
+        place: Place,
+        given: &[Given],
         now: u64,
     ) -> Result<(), StoreError> {
-        let (key, owner) = match place {
-            Place::Group(g) => (self.group_key(*g), fingerprint),
-            Place::Overflow(k) => (k.clone(), 0),
+        let owner = match place {
+            Place::Group(_) => owner,
+            Place::Overflow => 0,
         };
-        for _ in 0..MAX_ATTEMPTS {
-            let (bytes, cas) = read(store, &key)?;
-            let mut entries = decode_group(&bytes);
-            let way = match place {
-                Place::Group(_) => entries.iter().position(|e| e.fingerprint == owner),
-                Place::Overflow(_) => Some(0),
-            };
-            let Some(way) = way else { return Ok(()) };
-            let Some(next) = limit.release(Some(entries[way].state), taken, now) else {
-                return Ok(());
-            };
-            entries[way].state = next;
-            entries[way].stale_after = stale_after(limit, next);
-            let bytes = match place {
-                Place::Group(_) => encode_group(&entries),
-                Place::Overflow(_) => encode_entry(&entries[0]),
-            };
-            if store.set(&key, &bytes, cas)? {
-                return Ok(());
+        store::update(store, &self.key_of(place), |bytes| {
+            let mut cell = Cell::decode(bytes);
+            let mut changed = false;
+            for g in given {
+                let Some(e) = cell
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.owner == owner && e.bucket == g.bucket)
+                else {
+                    continue;
+                };
+                if let Some(next) = g.limit.release(Some(e.state), g.taken, now) {
+                    e.state = next;
+                    e.stale_after = g.limit.stale_after(next);
+                    changed = true;
+                }
             }
-        }
-        Err(contended(&key))
+            Ok(((), changed.then(|| cell.encode(now))))
+        })
     }
 
-    fn overflow_state(
-        &self,
-        store: &dyn SharedStore,
-        bucket_fingerprint: u64,
-        limit: &Limit,
-        now: u64,
-    ) -> Result<Option<State>, StoreError> {
-        let (bytes, _) = read(store, &self.overflow_key(bucket_fingerprint))?;
-        let entry = Entry::decode(&bytes);
-        Ok((!entry.is_free(now) && !limit.is_stale(entry.state, now)).then_some(entry.state))
-    }
-
-    fn acquire_overflow(
-        &self,
-        store: &dyn SharedStore,
-        bucket_fingerprint: u64,
-        limit: &Limit,
-        now: u64,
-    ) -> Result<Taken, StoreError> {
-        let key = self.overflow_key(bucket_fingerprint);
-        for _ in 0..MAX_ATTEMPTS {
-            let (bytes, cas) = read(store, &key)?;
-            let entry = Entry::decode(&bytes);
-            let state = (entry.fingerprint != 0).then_some(entry.state);
-            let (outcome, next) = limit.acquire(state, now);
-            let Some(next) = next else {
-                return Ok(Taken {
-                    outcome,
-                    written: None,
-                });
-            };
-            let entry = Entry {
-                fingerprint: bucket_fingerprint,
-                stale_after: stale_after(limit, next),
-                state: next,
-            };
-            if store.set(&key, &encode_entry(&entry), cas)? {
-                return Ok(Taken {
-                    outcome,
-                    written: Some((Place::Overflow(key), next)),
-                });
-            }
-        }
-        Err(contended(&key))
+    fn read(&self, store: &dyn SharedStore, place: Place) -> Result<Cell, StoreError> {
+        let key = self.key_of(place);
+        Ok(store
+            .get(&key)?
+            .map(|(bytes, _)| Cell::decode(&bytes))
+            .unwrap_or_default())
     }
 }
 
-/// When a state stops mattering: the window's end, a full bucket, the last
-/// hold's expiry.
-fn stale_after(limit: &Limit, state: State) -> u64 {
-    use crate::limiter::Algorithm::*;
-    match limit.algorithm {
-        FixedWindow => state[0].saturating_add(limit.window_us),
-        TokenBucket => state[0],
-        Concurrency => state.iter().copied().max().unwrap_or(0),
-        InFlight if state[0] == 0 => 0,
-        InFlight => state[1].saturating_add(limit.window_us),
+/// Every bucket's decision on the state read. `atomic`: one refusal and
+/// none is written.
+fn decide(
+    takes: &[Take],
+    states: impl Iterator<Item = Option<State>>,
+    atomic: bool,
+    now: u64,
+) -> (Vec<Outcome>, Vec<Option<State>>) {
+    let (outcomes, mut written): (Vec<Outcome>, Vec<Option<State>>) = takes
+        .iter()
+        .zip(states)
+        .map(|(t, state)| t.limit.acquire(state, now))
+        .unzip();
+    if atomic && outcomes.iter().any(|o| !o.admitted) {
+        written.iter_mut().for_each(|w| *w = None);
     }
+    (outcomes, written)
 }
 
-/// Reads a key created by `create_all`; a missing key reads as empty with no
-/// CAS token (the write then creates it, which only happens if configure
-/// could not).
-fn read(store: &dyn SharedStore, key: &str) -> Result<(Vec<u8>, Option<u32>), StoreError> {
-    Ok(match store.get(key)? {
-        Some((bytes, cas)) => (bytes, Some(cas).filter(|&c| c != 0)),
-        None => (Vec::new(), None),
-    })
-}
-
-fn decode_group(bytes: &[u8]) -> [Entry; WAYS] {
-    let mut out = [Entry::default(); WAYS];
-    for (i, e) in out.iter_mut().enumerate() {
-        if let Some(chunk) = bytes.get(i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES) {
-            *e = Entry::decode(chunk);
+/// Puts what was decided into the cell; true when there is anything to write.
+fn apply(cell: &mut Cell, owner: u64, takes: &[Take], written: &[Option<State>]) -> bool {
+    let mut any = false;
+    for (t, w) in takes.iter().zip(written) {
+        if let Some(state) = w {
+            cell.put(owner, t.bucket, &t.limit, *state);
+            any = true;
         }
     }
-    out
+    any
 }
 
-fn encode_group(entries: &[Entry; WAYS]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(GROUP_BYTES);
-    for e in entries {
-        e.encode_into(&mut out);
+fn create_missing(
+    store: &dyn SharedStore,
+    keys: impl Iterator<Item = String>,
+    empty: &[u8],
+) -> Result<u32, StoreError> {
+    let mut created = 0;
+    for key in keys {
+        if store.get(&key)?.is_none() {
+            store.set(&key, empty, None)?;
+            created += 1;
+        }
     }
-    out
-}
-
-fn encode_entry(e: &Entry) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ENTRY_BYTES);
-    e.encode_into(&mut out);
-    out
-}
-
-fn contended(key: &str) -> StoreError {
-    StoreError::Contended {
-        key: key.to_string(),
-        attempts: MAX_ATTEMPTS,
-    }
+    Ok(created)
 }
 
 #[cfg(test)]
@@ -447,110 +493,174 @@ mod tests {
         }
     }
 
+    fn one(limit: Limit) -> [Take; 1] {
+        [Take {
+            bucket: BUCKET,
+            limit,
+        }]
+    }
+
+    fn admitted(table: &SlotTable, store: &MemoryStore, owner: u64, l: Limit, now: u64) -> bool {
+        table
+            .count(store, owner, &one(l), true, now)
+            .unwrap()
+            .outcomes[0]
+            .admitted
+    }
+
+    fn table(groups: u32) -> (SlotTable, MemoryStore) {
+        let store = MemoryStore::new();
+        let table = SlotTable::new("t/", groups);
+        table.create_all(&store).unwrap();
+        (table, store)
+    }
+
     #[test]
     fn keys_are_capped_whatever_the_number_of_clients() {
-        let store = MemoryStore::new();
-        let table = SlotTable::new("t/", 64);
-        table.create_all(&store, &[BUCKET]).unwrap();
+        let (table, store) = table(64);
         let before = store.key_count();
         assert_eq!(before, 65);
         for client in 0..20_000u64 {
             let fp = crate::hash::fingerprint(&[&client.to_le_bytes()]);
-            table.acquire(&store, BUCKET, fp, &fixed(5), T0).unwrap();
+            table.count(&store, fp, &one(fixed(5)), true, T0).unwrap();
         }
         assert_eq!(store.key_count(), before);
     }
 
     #[test]
     fn each_key_counts_exactly_while_the_table_has_room() {
-        let store = MemoryStore::new();
-        let table = SlotTable::new("t/", 256);
-        table.create_all(&store, &[BUCKET]).unwrap();
-        let l = fixed(3);
+        let (table, store) = table(256);
         for client in 0..100u64 {
             let fp = crate::hash::fingerprint(&[&client.to_le_bytes()]);
-            let admitted = (0..5)
-                .filter(|_| {
-                    table
-                        .acquire(&store, BUCKET, fp, &l, T0)
-                        .unwrap()
-                        .outcome
-                        .admitted
-                })
+            let n = (0..5)
+                .filter(|_| admitted(&table, &store, fp, fixed(3), T0))
                 .count();
-            assert_eq!(admitted, 3, "client {client}");
+            assert_eq!(n, 3, "client {client}");
         }
+    }
+
+    /// Several buckets of one owner: one read and one write per request, and
+    /// a refusal by any writes none of them.
+    #[test]
+    fn one_transaction_per_request_and_all_or_nothing() {
+        struct Counting(MemoryStore, std::cell::Cell<(u32, u32)>);
+        impl SharedStore for Counting {
+            fn get(&self, k: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+                let (g, s) = self.1.get();
+                self.1.set((g + 1, s));
+                self.0.get(k)
+            }
+            fn set(&self, k: &str, v: &[u8], c: Option<u32>) -> Result<bool, StoreError> {
+                let (g, s) = self.1.get();
+                self.1.set((g, s + 1));
+                self.0.set(k, v, c)
+            }
+        }
+        let store = Counting(MemoryStore::new(), Default::default());
+        let table = SlotTable::new("t/", 8);
+        table.create_all(&store).unwrap();
+        let takes = [
+            Take {
+                bucket: 1,
+                limit: fixed(5),
+            },
+            Take {
+                bucket: 2,
+                limit: fixed(2),
+            },
+            Take {
+                bucket: 3,
+                limit: Limit {
+                    algorithm: Algorithm::TokenBucket,
+                    limit: 10,
+                    window_us: MICROS_PER_SEC,
+                },
+            },
+        ];
+        store.1.set((0, 0));
+        let c = table.count(&store, 7, &takes, true, T0).unwrap();
+        assert_eq!(store.1.get(), (1, 1), "one get and one compare-and-swap");
+        assert!(c.outcomes.iter().all(|o| o.admitted));
+        assert!(table.count(&store, 7, &takes, true, T0).unwrap().outcomes[1].admitted);
+        // Bucket 2 is used up: the third request writes nothing anywhere.
+        let c = table.count(&store, 7, &takes, true, T0).unwrap();
+        assert_eq!(
+            c.outcomes.iter().map(|o| o.admitted).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        assert_eq!(c.written, [None, None, None]);
+        let peek = |b: u64, l: &Limit| table.peek(&store, 7, b, l, T0).unwrap().remaining;
+        assert_eq!(
+            peek(1, &takes[0].limit),
+            3,
+            "bucket 1 counted twice, not three times"
+        );
+        // Not atomic (shadow mode): the admitting buckets count.
+        let c = table.count(&store, 7, &takes, false, T0).unwrap();
+        assert!(c.written[0].is_some() && c.written[1].is_none());
+        assert_eq!(peek(1, &takes[0].limit), 2);
     }
 
     #[test]
     fn a_full_group_overflows_conservatively_and_stale_ways_are_reused() {
-        let store = MemoryStore::new();
-        let table = SlotTable::new("t/", 1); // every key in one group of 4 ways
-        table.create_all(&store, &[BUCKET]).unwrap();
-        let l = fixed(3);
-        for fp in 1..=4u64 {
-            assert!(
-                table
-                    .acquire(&store, BUCKET, fp * 2 + 1, &l, T0)
-                    .unwrap()
-                    .outcome
-                    .admitted
-            );
+        let (table, store) = table(1); // every owner in one cell of 4 ways
+        for owner in 1..=4u64 {
+            assert!(admitted(&table, &store, owner, fixed(3), T0));
         }
-        // Keys 5.. share the overflow entry: 3 admits between them, not 3 each.
+        // Owners 5.. share the overflow: 3 admits between them, not 3 each.
         let overflow_admits = (5..=10u64)
-            .filter(|fp| {
-                table
-                    .acquire(&store, BUCKET, fp * 2 + 1, &l, T0)
-                    .unwrap()
-                    .outcome
-                    .admitted
-            })
+            .filter(|&owner| admitted(&table, &store, owner, fixed(3), T0))
             .count();
         assert_eq!(overflow_admits, 3);
         // A window later the ways are stale and are handed out again.
         let later = T0 + 61 * MICROS_PER_SEC;
-        let taken = table.acquire(&store, BUCKET, 99, &l, later).unwrap();
-        assert!(matches!(taken.written, Some((Place::Group(0), _))));
-        assert_eq!(taken.outcome.remaining, 2);
+        let c = table
+            .count(&store, 99, &one(fixed(3)), true, later)
+            .unwrap();
+        assert_eq!(c.place, Place::Group(0));
+        assert_eq!(c.outcomes[0].remaining, 2);
+    }
+
+    #[test]
+    fn stale_entries_are_dropped_when_a_cell_is_written() {
+        let (table, store) = table(1);
+        for owner in 1..=4u64 {
+            assert!(admitted(&table, &store, owner, fixed(3), T0));
+        }
+        let size = |s: &MemoryStore| s.get("t/g0").unwrap().unwrap().0.len();
+        assert_eq!(size(&store), HEADER_BYTES + 4 * ENTRY_BYTES);
+        assert!(admitted(
+            &table,
+            &store,
+            9,
+            fixed(3),
+            T0 + 61 * MICROS_PER_SEC
+        ));
+        assert_eq!(size(&store), HEADER_BYTES + ENTRY_BYTES);
     }
 
     #[test]
     fn leaving_overflow_starts_from_the_overflow_count() {
-        let store = MemoryStore::new();
-        let table = SlotTable::new("t/", 1);
-        table.create_all(&store, &[BUCKET]).unwrap();
+        let (table, store) = table(1);
         let short = Limit {
             algorithm: Algorithm::TokenBucket,
             limit: 1,
             window_us: MICROS_PER_SEC,
         };
-        let l = fixed(3);
-        // Four short-lived token-bucket keys fill the group for one second.
-        for fp in [3u64, 5, 7, 9] {
-            table.acquire(&store, 0xabc, fp, &short, T0).unwrap();
+        // Four short-lived token-bucket owners fill the cell for one second.
+        for owner in [3u64, 5, 7, 9] {
+            table.count(&store, owner, &one(short), true, T0).unwrap();
         }
         for _ in 0..2 {
-            assert!(
-                table
-                    .acquire(&store, BUCKET, 11, &l, T0)
-                    .unwrap()
-                    .outcome
-                    .admitted
-            );
+            assert!(admitted(&table, &store, 11, fixed(3), T0));
         }
-        // The ways free up; key 11 moves in but keeps the 2 it used.
+        // The ways free up; owner 11 moves in but keeps the 2 it used.
         let t = T0 + 2 * MICROS_PER_SEC;
-        let taken = table.acquire(&store, BUCKET, 11, &l, t).unwrap();
-        assert!(taken.outcome.admitted);
-        assert_eq!(taken.outcome.remaining, 0);
-        assert!(
-            !table
-                .acquire(&store, BUCKET, 11, &l, t)
-                .unwrap()
-                .outcome
-                .admitted
-        );
+        let c = table.count(&store, 11, &one(fixed(3)), true, t).unwrap();
+        assert_eq!(c.place, Place::Group(0));
+        assert!(c.outcomes[0].admitted);
+        assert_eq!(c.outcomes[0].remaining, 0);
+        assert!(!admitted(&table, &store, 11, fixed(3), t));
     }
 
     #[test]
@@ -566,47 +676,69 @@ mod tests {
 
     #[test]
     fn release_gives_back_one() {
-        let store = MemoryStore::new();
-        let table = SlotTable::new("t/", 8);
-        table.create_all(&store, &[BUCKET]).unwrap();
+        let (table, store) = table(8);
         let l = fixed(1);
-        let taken = table.acquire(&store, BUCKET, 77, &l, T0).unwrap();
-        let (place, state) = taken.written.unwrap();
-        assert!(
-            !table
-                .acquire(&store, BUCKET, 77, &l, T0)
-                .unwrap()
-                .outcome
-                .admitted
-        );
-        table.release(&store, 77, &place, state, &l, T0).unwrap();
-        assert!(
+        let c = table.count(&store, 77, &one(l), true, T0).unwrap();
+        let taken = c.written[0].unwrap();
+        assert!(!admitted(&table, &store, 77, l, T0));
+        let given = [Given {
+            bucket: BUCKET,
+            limit: l,
+            taken,
+        }];
+        table.release(&store, 77, c.place, &given, T0).unwrap();
+        assert!(admitted(&table, &store, 77, l, T0));
+        assert_eq!(table.peek(&store, 77, BUCKET, &l, T0).unwrap().remaining, 0);
+    }
+
+    #[test]
+    fn a_learned_record_lives_beside_the_owners_counts() {
+        let (table, store) = table(1);
+        assert!(admitted(&table, &store, 5, fixed(3), T0));
+        let put = table.update_entry(&store, 5, T0, |s| (s, Some(([1, 2, 3], T0 + 10))));
+        assert_eq!(put, Ok(Some(None)));
+        let read = table.update_entry(&store, 5, T0, |s| (s, None));
+        assert_eq!(read, Ok(Some(Some([1, 2, 3]))));
+        assert_eq!(
             table
-                .acquire(&store, BUCKET, 77, &l, T0)
+                .peek(&store, 5, BUCKET, &fixed(3), T0)
                 .unwrap()
-                .outcome
-                .admitted
+                .remaining,
+            2
         );
-        assert_eq!(table.peek(&store, BUCKET, 77, &l, T0).unwrap().remaining, 0);
+        for owner in 6..=8u64 {
+            assert!(admitted(&table, &store, owner, fixed(3), T0));
+        }
+        // A fifth owner finds no room for a record.
+        assert_eq!(
+            table.update_entry(&store, 9, T0, |_| ((), Some(([1, 0, 0], T0 + 10)))),
+            Ok(None)
+        );
     }
 
     #[test]
     fn parallel_workers_admit_exactly_the_limit() {
         let store = Arc::new(MemoryStore::new());
         let table = Arc::new(SlotTable::new("t/", 4));
-        table.create_all(&*store, &[BUCKET]).unwrap();
-        let l = fixed(1000);
+        table.create_all(&*store).unwrap();
+        let takes = [
+            Take {
+                bucket: 1,
+                limit: fixed(1000),
+            },
+            Take {
+                bucket: 2,
+                limit: fixed(1500),
+            },
+        ];
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let (store, table) = (store.clone(), table.clone());
                 std::thread::spawn(move || {
                     (0..500)
                         .filter(|_| {
-                            table
-                                .acquire(&*store, BUCKET, 42, &l, T0)
-                                .unwrap()
-                                .outcome
-                                .admitted
+                            let c = table.count(&*store, 42, &takes, true, T0).unwrap();
+                            c.outcomes.iter().all(|o| o.admitted)
                         })
                         .count()
                 })
@@ -614,5 +746,7 @@ mod tests {
             .collect();
         let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
         assert_eq!(total, 1000);
+        let left = table.peek(&*store, 42, 2, &takes[1].limit, T0).unwrap();
+        assert_eq!(left.remaining, 500, "bucket 2 counted exactly the admitted");
     }
 }

@@ -109,7 +109,7 @@ fn yaml_refusals_name_the_document_and_the_plugin() {
         out,
         format!(
             "{file}: document 2, WasmPlugin good: ok: auth0/enterprise-prod (enforce), \
-             16 buckets, at most 4128 shared-data keys\n"
+             16 buckets, at most 4113 shared-data keys\n"
         )
     );
     let want = filter_refusal(r#"{"vendor": "okta", "plan": "enterprise", "headroom_percnt": 90}"#);

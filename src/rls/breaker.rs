@@ -9,7 +9,6 @@ use crate::store::{SharedStore, StoreError};
 
 pub const FAILURES_TO_OPEN: u64 = 3;
 pub const BACKOFF_US: u64 = 1_000_000;
-const CAS_TRIES: usize = 8;
 
 /// [failures in a row, open until (µs since the epoch; 0 = closed)].
 type State = [u64; 2];
@@ -43,56 +42,51 @@ impl Breaker {
         }
     }
 
-    fn read(&self, store: &dyn SharedStore) -> Result<(State, Option<u32>), StoreError> {
-        Ok(match store.get(&self.key)? {
-            Some((bytes, cas)) => (decode(&bytes), Some(cas)),
-            None => ([0, 0], None),
-        })
+    fn read(&self, store: &dyn SharedStore) -> Result<State, StoreError> {
+        Ok(store
+            .get(&self.key)?
+            .map_or([0, 0], |(bytes, _)| decode(&bytes)))
     }
 
-    /// Applies `change` with compare-and-swap; `Ok(false)` if it lost every race.
+    /// Applies `change` with compare-and-swap (`None`: nothing to write).
     fn update(
         &self,
         store: &dyn SharedStore,
         change: impl Fn(State) -> Option<State>,
-    ) -> Result<bool, StoreError> {
-        for _ in 0..CAS_TRIES {
-            let (state, cas) = self.read(store)?;
-            let Some(next) = change(state) else {
-                return Ok(true);
+    ) -> Result<(), StoreError> {
+        crate::store::update(store, &self.key, |bytes| {
+            let state = if bytes.is_empty() {
+                [0, 0]
+            } else {
+                decode(bytes)
             };
-            // A missing key is created with CAS 0 (Envoy: write unconditionally).
-            if store.set(&self.key, &encode(next), Some(cas.unwrap_or(0)))? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+            Ok(((), change(state).map(|next| encode(next).to_vec())))
+        })
     }
 
     /// Whether this request may call the service at `now_us`.
     pub fn allows(&self, store: &dyn SharedStore, now_us: u64) -> Result<bool, StoreError> {
-        for _ in 0..CAS_TRIES {
-            let (state, cas) = self.read(store)?;
-            let [failures, open_until] = state;
+        crate::store::update(store, &self.key, |bytes| {
+            let [failures, open_until] = if bytes.is_empty() {
+                [0, 0]
+            } else {
+                decode(bytes)
+            };
             if open_until == 0 {
-                return Ok(true);
+                return Ok((true, None));
             }
             if now_us < open_until {
-                return Ok(false);
+                return Ok((false, None));
             }
             // Back-off over: claim the one probe, keeping others out meanwhile.
             let claimed = [failures, now_us.saturating_add(BACKOFF_US)];
-            if store.set(&self.key, &encode(claimed), Some(cas.unwrap_or(0)))? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+            Ok((true, Some(encode(claimed).to_vec())))
+        })
     }
 
     /// The service answered: close (written only if it was not closed).
     pub fn success(&self, store: &dyn SharedStore) -> Result<(), StoreError> {
         self.update(store, |s| (s != [0, 0]).then_some([0, 0]))
-            .map(|_| ())
     }
 
     /// The service failed at `now_us`; `Ok(true)` if the breaker is now open.
@@ -106,7 +100,8 @@ impl Breaker {
             };
             Some([failures, open_until])
         })?;
-        Ok(self.read(store)?.0[1] > now_us)
+        let [_, open_until] = self.read(store)?;
+        Ok(open_until > now_us)
     }
 }
 

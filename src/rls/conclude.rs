@@ -343,9 +343,9 @@ mod tests {
                         && b.id.contains("tenant")
                 })
                 .unwrap();
-            (b, b.key_fingerprint("acme.okta.com"))
+            (b, b.scope.owner_fingerprint("acme.okta.com"))
         };
-        let peek = e.table.peek(&s, b.fingerprint, fp, &b.limit, NOW).unwrap();
+        let peek = e.table.peek(&s, fp, b.fingerprint, &b.limit, NOW).unwrap();
         assert_eq!(peek.remaining, b.limit.limit);
     }
 
