@@ -310,10 +310,18 @@ impl Engine {
                 continue;
             };
             if self.counts_remotely(index) {
+                // The vendor's figure is checked first: a learned refusal
+                // costs no call and none of the service's quota.
+                let vendor = match self.check_learned(store, index, &key, now_us, seed, &mut tally)
+                {
+                    Ok(v) => v,
+                    Err(reply) => return tally.into_decision(Verdict::Reply(reply)),
+                };
                 remote.push(Remote {
                     bucket: index,
                     key,
                     hits: 1,
+                    vendor,
                 });
                 continue;
             }
@@ -326,7 +334,12 @@ impl Engine {
                 continue;
             }
             members.clear();
-            members.extend(local[i..].iter().filter(|m| m.1 == *owner).map(|m| m.0));
+            members.extend(
+                local[i..]
+                    .iter()
+                    .filter(|m| m.1 == *owner)
+                    .map(|m| (m.0, None)),
+            );
             if let Some(reply) =
                 self.count_owner(store, *owner, &members, key, now_us, seed, &mut tally)
             {
@@ -366,11 +379,15 @@ impl Engine {
 
     /// Counts one request in bucket `index` under `key` in shared data.
     /// `Some` is the 429 when the bucket refuses it (enforce mode).
+    /// `vendor`: what the learned record already said (fleet mode falling
+    /// back to local counting); `None` asks it here.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn count_locally(
         &self,
         store: &dyn SharedStore,
         index: usize,
         key: String,
+        vendor: Option<VendorCheck>,
         now_us: u64,
         seed: u64,
         tally: &mut Tally,
@@ -381,88 +398,49 @@ impl Engine {
             .get(index)?
             .scope
             .owner_fingerprint(&key);
-        self.count_owner(store, owner, &[index], &key, now_us, seed, tally)
+        self.count_owner(store, owner, &[(index, vendor)], &key, now_us, seed, tally)
     }
 
     /// Counts one request in the buckets `members`, which all count under
     /// `key` (one owner), with one shared-data transaction: in enforce mode
     /// every bucket admits and all are written, or none is. `Some` is the
-    /// 429 of the first bucket that refuses.
+    /// 429 of the first bucket that refuses. Each member's `Option` is what
+    /// its learned record already said (`None` asks it here).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn count_owner(
         &self,
         store: &dyn SharedStore,
         owner: u64,
-        members: &[usize],
+        members: &[(usize, Option<VendorCheck>)],
         key: &str,
         now_us: u64,
         seed: u64,
         tally: &mut Tally,
     ) -> Option<LocalReply> {
         let mut takes = Vec::with_capacity(members.len());
-        // Per take: the bucket, and whether the vendor's figure (shadow mode) refused it.
+        // Per take: the bucket, its limit, and whether the vendor's figure
+        // (shadow mode) refused it.
         let mut counted = Vec::with_capacity(members.len());
-        for &index in members {
+        for &(index, vendor) in members {
             let Some(bucket) = self.policy.buckets.get(index) else {
                 continue;
             };
+            let vendor = match vendor {
+                Some(v) => v,
+                None => match self.check_learned(store, index, key, now_us, seed, tally) {
+                    Ok(v) => v,
+                    Err(reply) => return Some(reply),
+                },
+            };
             let mut limit = bucket.limit;
-            let mut vendor_shadow_refused = false;
-            let counted_in_flight = matches!(
-                limit.algorithm,
-                Algorithm::Concurrency | Algorithm::InFlight
-            );
-            if self.upstream == Upstream::Vendor && !counted_in_flight {
-                let lfp = learned::fingerprint(bucket.key_fingerprint(key));
-                let mut took = false;
-                match learned::take(&self.table, store, lfp, self.headroom_percent, now_us) {
-                    Err(e) => tally.errors.push(e),
-                    Ok(learned::Verdict::NoRecord) => {}
-                    Ok(learned::Verdict::Pending) => {
-                        tally.taken_learned.push(lfp);
-                        took = true;
-                    }
-                    Ok(learned::Verdict::Admitted { limit: vendor }) => {
-                        tally.taken_learned.push(lfp);
-                        took = true;
-                        limit.limit = self.spendable(vendor);
-                    }
-                    Ok(learned::Verdict::Refused {
-                        limit: vendor,
-                        reset_us,
-                    }) => {
-                        if self.mode == Mode::Enforce {
-                            let refused = Outcome {
-                                admitted: false,
-                                remaining: 0,
-                                reset_us,
-                            };
-                            return self.record(
-                                store,
-                                index,
-                                vendor,
-                                refused,
-                                key.to_string(),
-                                now_us,
-                                seed,
-                                tally,
-                            );
-                        }
-                        vendor_shadow_refused = true;
-                    }
-                }
-                tally.teach.push(Teach {
-                    bucket: index,
-                    fingerprint: lfp,
-                    reported: false,
-                    took,
-                });
+            if let VendorCheck::Admitted { limit: vendor } = vendor {
+                limit.limit = self.spendable(vendor);
             }
             takes.push(Take {
                 bucket: bucket.fingerprint,
                 limit,
             });
-            counted.push((index, limit.limit, vendor_shadow_refused));
+            counted.push((index, limit.limit, vendor.would_refuse()));
         }
         let enforce = self.mode == Mode::Enforce;
         let result = match self.table.count(store, owner, &takes, enforce, now_us) {
@@ -502,6 +480,77 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// `"upstream": "vendor"`: checks one request to bucket `index` under
+    /// `key` against the bucket's learned record, before the bucket counts
+    /// it (here or at the rate-limit service), and takes it there (in
+    /// flight) when admitted; the record joins the request's `teach` list.
+    /// `Err` is the vendor's 429 (enforce mode), already recorded, with what
+    /// the request took so far given back.
+    pub(crate) fn check_learned(
+        &self,
+        store: &dyn SharedStore,
+        index: usize,
+        key: &str,
+        now_us: u64,
+        seed: u64,
+        tally: &mut Tally,
+    ) -> Result<VendorCheck, LocalReply> {
+        let Some(bucket) = self.policy.buckets.get(index) else {
+            return Ok(VendorCheck::Open);
+        };
+        let counted_in_flight = matches!(
+            bucket.limit.algorithm,
+            Algorithm::Concurrency | Algorithm::InFlight
+        );
+        if self.upstream != Upstream::Vendor || counted_in_flight {
+            return Ok(VendorCheck::Open);
+        }
+        let lfp = learned::fingerprint(bucket.key_fingerprint(key));
+        let mut took = false;
+        let check = match learned::take(&self.table, store, lfp, self.headroom_percent, now_us) {
+            Err(e) => {
+                tally.errors.push(e);
+                VendorCheck::Open
+            }
+            Ok(learned::Verdict::NoRecord) => VendorCheck::Open,
+            Ok(learned::Verdict::Pending) => {
+                took = true;
+                VendorCheck::Open
+            }
+            Ok(learned::Verdict::Admitted { limit }) => {
+                took = true;
+                VendorCheck::Admitted { limit }
+            }
+            Ok(learned::Verdict::Refused { limit, reset_us }) => {
+                if self.mode == Mode::Enforce {
+                    let refused = Outcome {
+                        admitted: false,
+                        remaining: 0,
+                        reset_us,
+                    };
+                    let key = key.to_string();
+                    if let Some(reply) =
+                        self.record(store, index, limit, refused, key, now_us, seed, tally)
+                    {
+                        return Err(reply);
+                    }
+                    return Ok(VendorCheck::Open);
+                }
+                VendorCheck::WouldRefuse { limit, reset_us }
+            }
+        };
+        if took {
+            tally.taken_learned.push(lfp);
+        }
+        tally.teach.push(Teach {
+            bucket: index,
+            fingerprint: lfp,
+            reported: false,
+            took,
+        });
+        Ok(check)
     }
 
     /// Records what bucket `index` (whose limit is `limit`) said. A refusal
@@ -678,6 +727,32 @@ impl Engine {
         self.give_back(store, &took, now_us, errors);
     }
 
+    /// Fleet mode: a request that waited for the rate-limit service ended
+    /// before the answer came (the client went away): what it holds while
+    /// in flight here, and in the learned records, is given back.
+    pub fn abandon(
+        &self,
+        store: &dyn SharedStore,
+        pending: &Pending,
+        now_us: u64,
+        errors: &mut Vec<StoreError>,
+    ) {
+        let in_flight: Vec<Hold> = pending
+            .tally
+            .holds
+            .iter()
+            .filter(|h| {
+                self.policy
+                    .buckets
+                    .get(h.bucket)
+                    .is_some_and(|b| b.release_when_done)
+            })
+            .cloned()
+            .collect();
+        self.release(store, &in_flight, now_us, errors);
+        self.give_back(store, &pending.tally.taken_learned, now_us, errors);
+    }
+
     /// Learns an upstream answer for a request that counted in `teach`: the
     /// bucket whose table limit the vendor reported (Auth0 reports one of
     /// several), else the one the filter reported.
@@ -774,6 +849,7 @@ impl Engine {
                     bucket: index,
                     key,
                     hits: 0,
+                    vendor: VendorCheck::Open,
                 }],
                 status: Some(status),
                 seed: 0,
@@ -890,6 +966,28 @@ pub struct Remote {
     pub key: String,
     /// 1, or 0 to look without counting.
     pub hits: u64,
+    /// What the bucket's learned record said, before the service was asked.
+    pub vendor: VendorCheck,
+}
+
+/// What a bucket's learned record said of one request (`"upstream": "vendor"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VendorCheck {
+    /// Nothing learned decides: emulate mode, a bucket counted in flight,
+    /// no record or no vendor answer yet.
+    #[default]
+    Open,
+    /// Admitted against the record (and counted in flight there); the
+    /// vendor's limit.
+    Admitted { limit: u64 },
+    /// Shadow mode: the vendor's figure would refuse it until `reset_us`.
+    WouldRefuse { limit: u64, reset_us: u64 },
+}
+
+impl VendorCheck {
+    pub fn would_refuse(&self) -> bool {
+        matches!(self, VendorCheck::WouldRefuse { .. })
+    }
 }
 
 /// OneLogin's status endpoint, as asked.

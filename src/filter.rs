@@ -591,15 +591,19 @@ impl Http {
     /// The stream ended (response complete, local reply, upstream or client
     /// reset): the request is no longer in flight. Runs at most once.
     fn stream_ended(&mut self) {
-        if self.in_flight.is_empty() {
+        let waiting = self.waiting.take();
+        if self.in_flight.is_empty() && waiting.is_none() {
             return;
         }
         let holds = std::mem::take(&mut self.in_flight);
         let mut errors = Vec::new();
         let store = EnvoySharedData::default();
-        self.plugin
-            .engine
-            .release(&store, &holds, now_us(), &mut errors);
+        let engine = &self.plugin.engine;
+        engine.release(&store, &holds, now_us(), &mut errors);
+        // Still waiting for the rate-limit service (Envoy drops the call).
+        if let Some((_, pending)) = waiting {
+            engine.abandon(&store, &pending, now_us(), &mut errors);
+        }
         for e in errors {
             log::warn!("could not give back an in-flight place: {e}");
         }

@@ -2,7 +2,7 @@
 //! service's answer (or its failure, under `on_failure`) merged with what the
 //! buckets counted in this Envoy said, into the usual decision.
 
-use crate::engine::{Count, Decision, Engine, Pending, Remote, Verdict};
+use crate::engine::{Count, Decision, Engine, Pending, Remote, VendorCheck, Verdict};
 use crate::limiter::Outcome;
 use crate::rls::answer::Answer;
 use crate::rls::config::OnFailure;
@@ -56,11 +56,16 @@ impl Engine {
                 let mut refused = false;
                 for (i, r) in remote.into_iter().enumerate() {
                     let Some(s) = a.statuses.get(i).copied().flatten() else {
-                        tally.counts.push((r.bucket, Count::Admitted));
+                        // Not limited by the service: the learned record alone.
+                        if !self.vendor_alone(store, &r, now_us, seed, &mut tally) {
+                            tally.counts.push((r.bucket, Count::Admitted));
+                        }
                         continue;
                     };
+                    // Both are upper bounds: admitted only if the service
+                    // and the vendor's figure (shadow mode) both admit it.
                     let outcome = Outcome {
-                        admitted: !s.over_limit,
+                        admitted: !s.over_limit && !r.vendor.would_refuse(),
                         remaining: s.remaining,
                         reset_us: second.saturating_add(s.reset_in_us),
                     };
@@ -87,14 +92,20 @@ impl Engine {
                 match on_failure {
                     OnFailure::Local => {
                         for r in remote {
-                            if let Some(reply) =
-                                self.count_locally(store, r.bucket, r.key, now_us, seed, &mut tally)
-                            {
+                            // The learned record was asked before the call.
+                            let vendor = Some(r.vendor);
+                            if let Some(reply) = self.count_locally(
+                                store, r.bucket, r.key, vendor, now_us, seed, &mut tally,
+                            ) {
                                 return tally.into_decision(Verdict::Reply(reply));
                             }
                         }
                     }
-                    OnFailure::Allow => {}
+                    OnFailure::Allow => {
+                        for r in &remote {
+                            self.vendor_alone(store, r, now_us, seed, &mut tally);
+                        }
+                    }
                     OnFailure::Deny => {
                         if let Some(reply) =
                             first.and_then(|r| self.deny(store, r, now_us, seed, &mut tally))
@@ -106,6 +117,31 @@ impl Engine {
                 self.forward(tally, now_us)
             }
         }
+    }
+
+    /// A bucket the service did not count (it has no limit for it, or
+    /// `on_failure` allow): in shadow mode, the would-be refusal of its
+    /// learned record is still counted. True when there was one. (In
+    /// enforce mode a learned refusal never reaches the service.)
+    fn vendor_alone(
+        &self,
+        store: &dyn SharedStore,
+        r: &Remote,
+        now_us: u64,
+        seed: u64,
+        tally: &mut crate::engine::Tally,
+    ) -> bool {
+        let VendorCheck::WouldRefuse { limit, reset_us } = r.vendor else {
+            return false;
+        };
+        let outcome = Outcome {
+            admitted: false,
+            remaining: 0,
+            reset_us,
+        };
+        let key = r.key.clone();
+        self.record(store, r.bucket, limit, outcome, key, now_us, seed, tally);
+        true
     }
 
     /// A refusal by `r`'s bucket with nothing known of its state: remaining
@@ -144,6 +180,7 @@ mod tests {
     use crate::limiter::MICROS_PER_SEC;
     use crate::rls::answer::RemoteStatus;
     use crate::store::MemoryStore;
+    use crate::vendor_answer::Answer as VendorAnswer;
 
     const NOW: u64 = 1_795_392_000 * MICROS_PER_SEC;
 
@@ -373,5 +410,209 @@ mod tests {
             engine(r#"{"vendor": "onelogin", "fleet": {"cluster": "rls", "server": "limitador"}}"#);
         let d = e.decide(&s, &Req("GET", "/auth/rate_limit"), NOW, 1);
         assert!(matches!(&d.verdict, Verdict::Reply(r) if r.status == 200));
+    }
+
+    // Fleet mode with `"upstream": "vendor"`: the learned record checked before the call.
+
+    const OKTA_VENDOR: &str = r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor",
+        "fleet": {"cluster": "rls"}}"#;
+
+    fn vendor(limit: u64, remaining: u64, secs_left: u64, refused: bool) -> VendorAnswer {
+        VendorAnswer {
+            limit,
+            remaining,
+            secs_left,
+            date_secs: NOW / MICROS_PER_SEC,
+            refused,
+        }
+    }
+
+    fn service_ok() -> Answer {
+        Answer {
+            over_limit: false,
+            statuses: vec![ok(600, 500, 30)],
+        }
+    }
+
+    /// Asks, concludes with `service`; if forwarded, the vendor answers `answer` (if any)
+    /// and the stream ends. The decision as concluded (or as decided, if not asked).
+    fn round_trip(
+        e: &Engine,
+        s: &MemoryStore,
+        service: Option<&Answer>,
+        answer: Option<VendorAnswer>,
+    ) -> Decision {
+        let d = e.decide(s, &Req("GET", "/api/v1/users"), NOW, 1);
+        let Verdict::Ask(p) = d.verdict else {
+            return d;
+        };
+        let d = e.conclude(s, *p, service, NOW);
+        if let Verdict::Forward {
+            teach, in_flight, ..
+        } = &d.verdict
+        {
+            if let Some(a) = answer {
+                e.learn(s, teach, &a, NOW).unwrap();
+            }
+            e.release(s, in_flight, NOW, &mut Vec::new());
+        }
+        d
+    }
+
+    fn users(e: &Engine) -> usize {
+        e.policy
+            .buckets
+            .iter()
+            .position(|b| b.id == "okta.management.users")
+            .unwrap()
+    }
+
+    #[test]
+    fn a_remote_bucket_learns_and_a_learned_refusal_never_asks() {
+        let (e, s) = engine(OKTA_VENDOR);
+        // No record yet: asked, and the answer teaches the service's bucket.
+        let p = ask(&e, &s, &Req("GET", "/api/v1/users"));
+        assert_eq!(p.remote[0].vendor, VendorCheck::Open);
+        let d = e.conclude(&s, p, Some(&service_ok()), NOW);
+        let Verdict::Forward { teach, .. } = &d.verdict else {
+            panic!("{d:?}")
+        };
+        assert_eq!(teach.len(), 1);
+        assert_eq!((teach[0].bucket, teach[0].took), (users(&e), true));
+        assert!(teach[0].reported);
+        let lesson = e.learn(&s, teach, &vendor(600, 1, 50, false), NOW);
+        assert_eq!(lesson.unwrap().unwrap().bucket, users(&e));
+        // One left by the vendor's count: asked once more, then refused here.
+        let p = ask(&e, &s, &Req("GET", "/api/v1/users"));
+        assert_eq!(p.remote[0].vendor, VendorCheck::Admitted { limit: 600 });
+        let d = e.conclude(&s, p, Some(&service_ok()), NOW);
+        let Verdict::Forward { teach, .. } = &d.verdict else {
+            panic!("{d:?}")
+        };
+        e.learn(&s, teach, &vendor(600, 0, 50, false), NOW).unwrap();
+        let d = e.decide(&s, &Req("GET", "/api/v1/users"), NOW, 1);
+        let Verdict::Reply(r) = &d.verdict else {
+            panic!("expected the vendor's 429 without a call: {d:?}")
+        };
+        assert_eq!(r.status, 429);
+        assert!(r.body.contains("E0000047"));
+        assert_eq!(header(&d, "x-rate-limit-limit"), Some("600"));
+        assert_eq!(header(&d, "x-rate-limit-reset"), Some("1795392050"));
+        assert_eq!(d.counts, vec![(users(&e), Count::Rejected)]);
+    }
+
+    #[test]
+    fn a_vendor_429_refuses_before_the_service_until_its_reset() {
+        let (e, s) = engine(OKTA_VENDOR);
+        round_trip(&e, &s, Some(&service_ok()), Some(vendor(600, 0, 5, true)));
+        let at = |t: u64| e.decide(&s, &Req("GET", "/api/v1/users"), NOW + t, 1);
+        assert!(matches!(&at(4 * MICROS_PER_SEC).verdict, Verdict::Reply(r) if r.status == 429));
+        assert!(matches!(at(5 * MICROS_PER_SEC).verdict, Verdict::Ask(_)));
+    }
+
+    #[test]
+    fn a_service_refusal_gives_back_what_the_learned_record_took() {
+        let (e, s) = engine(OKTA_VENDOR);
+        round_trip(&e, &s, Some(&service_ok()), Some(vendor(600, 3, 50, false)));
+        let refused = Answer {
+            over_limit: true,
+            statuses: vec![Some(RemoteStatus {
+                over_limit: true,
+                limit: 600,
+                remaining: 0,
+                reset_in_us: 30 * MICROS_PER_SEC,
+            })],
+        };
+        for _ in 0..5 {
+            let d = round_trip(&e, &s, Some(&refused), None);
+            assert!(matches!(&d.verdict, Verdict::Reply(r) if r.status == 429));
+        }
+        // The record still has its 3 (kept in flight: no answers come back).
+        for i in 0..3 {
+            let d = e.conclude(
+                &s,
+                ask(&e, &s, &Req("GET", "/api/v1/users")),
+                Some(&service_ok()),
+                NOW,
+            );
+            assert!(matches!(d.verdict, Verdict::Forward { .. }), "{i}");
+        }
+        let d = e.decide(&s, &Req("GET", "/api/v1/users"), NOW, 1);
+        assert!(matches!(&d.verdict, Verdict::Reply(r) if r.status == 429));
+    }
+
+    #[test]
+    fn a_failed_service_falls_back_with_the_learned_record_taken_once() {
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor",
+                "fleet": {"cluster": "rls", "on_failure": "local"}}"#,
+        );
+        // The vendor reports 1,200 (the table says 600), 3 left.
+        round_trip(
+            &e,
+            &s,
+            Some(&service_ok()),
+            Some(vendor(1200, 3, 50, false)),
+        );
+        for i in 0..3 {
+            let d = e.conclude(&s, ask(&e, &s, &Req("GET", "/api/v1/users")), None, NOW);
+            // Counted here against the vendor's limit, the record taken once per request.
+            assert_eq!(header(&d, "x-rate-limit-limit"), Some("1200"), "{i}");
+            let Verdict::Forward { teach, .. } = &d.verdict else {
+                panic!("{d:?}")
+            };
+            assert!(teach.iter().any(|t| t.bucket == users(&e) && t.took));
+        }
+        let d = e.decide(&s, &Req("GET", "/api/v1/users"), NOW, 1);
+        assert!(matches!(&d.verdict, Verdict::Reply(r) if r.status == 429));
+        // on_failure allow: the learned refusal stands all the same.
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor",
+                "fleet": {"cluster": "rls", "on_failure": "allow"}}"#,
+        );
+        round_trip(&e, &s, None, Some(vendor(600, 0, 50, true)));
+        let d = e.decide(&s, &Req("GET", "/api/v1/users"), NOW, 1);
+        assert!(matches!(&d.verdict, Verdict::Reply(r) if r.status == 429));
+    }
+
+    #[test]
+    fn shadow_mode_counts_a_learned_refusal_and_still_asks() {
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor", "mode": "shadow",
+                "fleet": {"cluster": "rls", "on_failure": "allow"}}"#,
+        );
+        round_trip(&e, &s, Some(&service_ok()), Some(vendor(600, 0, 50, true)));
+        let p = ask(&e, &s, &Req("GET", "/api/v1/users"));
+        assert!(p.remote[0].vendor.would_refuse());
+        // The service admits it, the vendor's figure would not; the service fails.
+        for service in [Some(&service_ok()), None] {
+            let d = e.conclude(&s, p.clone(), service, NOW);
+            assert!(matches!(d.verdict, Verdict::Forward { .. }), "{service:?}");
+            assert!(
+                d.counts.contains(&(users(&e), Count::ShadowRejected)),
+                "{service:?}: {:?}",
+                d.counts
+            );
+            assert_eq!(d.summary.unwrap().refused, Some(users(&e)));
+        }
+    }
+
+    #[test]
+    fn an_abandoned_request_gives_back_its_in_flight_places() {
+        let (e, s) = engine(
+            r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor",
+                "overrides": [{"bucket": "okta.concurrency", "limit": 1}],
+                "fleet": {"cluster": "rls"}}"#,
+        );
+        round_trip(&e, &s, Some(&service_ok()), Some(vendor(600, 1, 50, false)));
+        // The client goes away while the service is asked.
+        let p = ask(&e, &s, &Req("GET", "/api/v1/users"));
+        assert_eq!(p.remote[0].vendor, VendorCheck::Admitted { limit: 600 });
+        let mut errors = Vec::new();
+        e.abandon(&s, &p, NOW, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        // Its place in flight and its take of the vendor's last request are free again.
+        let p = ask(&e, &s, &Req("GET", "/api/v1/users"));
+        assert_eq!(p.remote[0].vendor, VendorCheck::Admitted { limit: 600 });
     }
 }

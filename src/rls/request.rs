@@ -48,6 +48,7 @@ pub fn encode(domain: &str, buckets: &[Bucket], remote: &[Remote]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::config::parse;
+    use crate::engine::VendorCheck;
 
     #[test]
     fn one_descriptor_per_bucket_naming_id_and_scope() {
@@ -65,11 +66,13 @@ mod tests {
                     bucket: i,
                     key: "acme.okta.com".into(),
                     hits: 1,
+                    vendor: VendorCheck::Open,
                 },
                 Remote {
                     bucket: i,
                     key: String::new(),
                     hits: 0,
+                    vendor: VendorCheck::Open,
                 },
             ],
         );
