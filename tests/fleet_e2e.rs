@@ -11,9 +11,10 @@ pub mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::fleet::{Redis, Rls};
+use common::vendor_upstream::{Dialect, VendorUpstream};
 use common::{now, Envoy, EnvoyOptions, Response};
 use idp_ratelimit::rls::config::Server;
 use idp_ratelimit::rls::generate::from_plugin_config;
@@ -431,4 +432,157 @@ fn a_service_without_the_generated_limits_is_reported() {
         Duration::from_secs(2)
     ));
     assert_eq!(stat(&e, "rls_failures"), 0);
+}
+
+// Fleet mode with `"upstream": "vendor"`: two replicas in front of a vendor-shaped upstream
+// (tests/common/vendor_upstream.rs) that keeps the org's own count. Each replica learns from
+// the answers to its own requests; the service's count and the vendor's figure both bound.
+
+const OKTA_VENDOR_FLEET: &str = r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor",
+    "fleet": {"cluster": "ratelimit", "timeout_ms": 1000}}"#;
+
+fn fleet_vendor_envoy(config: &str, rls_port: u16, vendor: &VendorUpstream) -> Envoy {
+    Envoy::start_with(EnvoyOptions {
+        plugin_config: config.to_string(),
+        grpc_cluster: Some((CLUSTER.to_string(), rls_port)),
+        upstream_port: Some(vendor.port()),
+        ..Default::default()
+    })
+}
+
+const ORG: [(&str, &str); 1] = [("host", "acme.okta.com")];
+
+#[test]
+fn vendor_two_replicas_admit_exactly_what_another_client_left() {
+    let vendor = VendorUpstream::start(Dialect::Okta, 600);
+    let redis = Redis::start();
+    let rls = Rls::start(&generated(OKTA_VENDOR_FLEET), redis.port);
+    let replicas = [
+        fleet_vendor_envoy(OKTA_VENDOR_FLEET, rls.port, &vendor),
+        fleet_vendor_envoy(OKTA_VENDOR_FLEET, rls.port, &vendor),
+    ];
+    // Another cluster, a script, the admin console: 590 of the org's 600.
+    vendor.spend(590);
+    let mut clients = [replicas[0].client(), replicas[1].client()];
+    // One at a time, alternating: A, B, A, B...
+    let rs: Vec<Response> = (0..30)
+        .map(|i| clients[i % 2].request("GET", "/api/v1/users", &ORG))
+        .collect();
+    // Exactly the last 10 admitted across both replicas, with the vendor's own headers.
+    for (i, r) in rs[..10].iter().enumerate() {
+        assert_eq!(r.status, 200, "{i}: {r:?}");
+        assert!(r.reached_upstream());
+        assert_eq!(r.header_u64("x-rate-limit-limit"), Some(600));
+        assert_eq!(r.header_u64("x-rate-limit-remaining"), Some(9 - i as u64));
+    }
+    // Replica A last heard "1 left" before B spent it: its next request reaches the vendor
+    // and gets the vendor's 429 (passed through), which A then learns.
+    assert_eq!(rs[10].status, 429);
+    assert!(rs[10].reached_upstream(), "{:?}", rs[10]);
+    // Everything after is refused here, by both replicas, without a call to the service.
+    for (i, r) in rs[11..].iter().enumerate() {
+        common::assert_okta_429(r, 600, &format!("request {}", i + 11));
+    }
+    assert_eq!(
+        vendor.seen(),
+        (11, 1),
+        "one request past the limit per other replica"
+    );
+    let calls: Vec<u64> = replicas.iter().map(|e| stat(e, "rls_calls")).collect();
+    assert_eq!(
+        calls,
+        vec![6, 5],
+        "only the requests that reached the vendor called"
+    );
+    let learned: Vec<u64> = replicas
+        .iter()
+        .map(|e| e.counter("okta.management.users.vendor_answers"))
+        .collect();
+    assert_eq!(learned, vec![6, 5], "each replica learns its own answers");
+    let rejected: u64 = replicas
+        .iter()
+        .map(|e| e.counter("okta.management.users.rejected"))
+        .sum();
+    assert_eq!(rejected, 19);
+}
+
+#[test]
+fn vendor_429_refuses_on_the_replica_that_saw_it_until_its_reset() {
+    let vendor = VendorUpstream::start(Dialect::Okta, 1000);
+    let redis = Redis::start();
+    let rls = Rls::start(&generated(OKTA_VENDOR_FLEET), redis.port);
+    let (a, b) = (
+        fleet_vendor_envoy(OKTA_VENDOR_FLEET, rls.port, &vendor),
+        fleet_vendor_envoy(OKTA_VENDOR_FLEET, rls.port, &vendor),
+    );
+    let (mut ca, mut cb) = (a.client(), b.client());
+    assert_eq!(ca.request("GET", "/api/v1/users", &ORG).status, 200);
+    assert_eq!(cb.request("GET", "/api/v1/users", &ORG).status, 200);
+    vendor.refuse_for(5);
+    let storm = ca.request("GET", "/api/v1/users", &ORG);
+    let t429 = Instant::now();
+    assert_eq!(storm.status, 429);
+    assert!(storm.reached_upstream(), "the vendor's own 429");
+    let calls = stat(&a, "rls_calls");
+    // Replica A refuses locally until the vendor's reset (at least 4 s of it remain)...
+    let mut refused = 0;
+    while t429.elapsed() < Duration::from_millis(3900) {
+        let r = ca.request("GET", "/api/v1/users", &ORG);
+        assert_eq!(r.status, 429, "{:?}", r.headers);
+        assert!(!r.reached_upstream(), "refused locally: {:?}", r.headers);
+        refused += 1;
+        if refused == 3 {
+            // ...while B, which has not seen it, learns it on its next answer.
+            let first = cb.request("GET", "/api/v1/users", &ORG);
+            assert!(first.status == 429 && first.reached_upstream(), "{first:?}");
+            let next = cb.request("GET", "/api/v1/users", &ORG);
+            assert!(next.status == 429 && !next.reached_upstream(), "{next:?}");
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(refused >= 20);
+    assert_eq!(
+        stat(&a, "rls_calls"),
+        calls,
+        "no call for a learned refusal"
+    );
+    assert_eq!(
+        vendor.seen(),
+        (4, 2),
+        "the retry storm never reached the vendor"
+    );
+    std::thread::sleep(Duration::from_millis(6200).saturating_sub(t429.elapsed()));
+    for c in [&mut ca, &mut cb] {
+        let after = c.request("GET", "/api/v1/users", &ORG);
+        assert_eq!(after.status, 200, "{:?}", after.headers);
+        assert!(after.reached_upstream());
+    }
+    assert_eq!(vendor.seen(), (6, 2));
+}
+
+#[test]
+fn vendor_and_service_both_bound_the_fleet() {
+    // The service counts 5 a minute for the fleet; the vendor has its whole 600.
+    let config = r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor",
+        "overrides": [{"bucket": "okta.management.users", "limit": 5}],
+        "fleet": {"cluster": "ratelimit", "timeout_ms": 1000}}"#;
+    let vendor = VendorUpstream::start(Dialect::Okta, 600);
+    let redis = Redis::start();
+    let rls = Rls::start(&generated(config), redis.port);
+    let (a, b) = (
+        fleet_vendor_envoy(config, rls.port, &vendor),
+        fleet_vendor_envoy(config, rls.port, &vendor),
+    );
+    inside_a_window(60, 10);
+    let answers = burst(&[&a, &b], 4, 4, "/api/v1/users", &ORG);
+    let admitted = answers.iter().filter(|(_, _, r)| r.status == 200).count();
+    assert_eq!(admitted, 5);
+    for (_, _, r) in answers.iter().filter(|(_, _, r)| r.status != 200) {
+        assert_eq!(r.status, 429);
+        assert!(
+            !r.reached_upstream(),
+            "the service's refusal, answered here"
+        );
+    }
+    assert_eq!(vendor.seen(), (5, 0));
 }
