@@ -406,8 +406,11 @@ fn the_dashboard_and_the_alerts_query_only_metrics_envoy_exports() {
     // Fleet mode defines its own stats (the service's cluster need not exist for that).
     let fleet = Observed::start(json!({"vendor": "okta", "plan": "enterprise",
                                       "fleet": {"cluster": "ratelimit"}}));
+    // So does `"upstream": "vendor"` (per bucket: answers learned, unusable, the vendor's limit).
+    let vendor = Observed::start(json!({"vendor": "okta", "plan": "enterprise",
+                                       "upstream": "vendor"}));
     let mut all = families.clone();
-    for other in [&auth0, &fleet] {
+    for other in [&auth0, &fleet, &vendor] {
         for (k, v) in scraped_families(&other.prometheus()) {
             all.entry(k).or_default().extend(v);
         }
@@ -419,11 +422,23 @@ fn the_dashboard_and_the_alerts_query_only_metrics_envoy_exports() {
         "rejected",
         "shadow_rejected",
         "peak_used_percent",
+        "vendor_answers",
+        "vendor_answers_unusable",
+        "vendor_limit",
     ] {
         let labels = all.get(&format!("idp_ratelimit_{f}"));
         assert!(
             labels.is_some_and(|l| l.contains("idp_bucket")),
             "idp_ratelimit_{f} with an idp_bucket label not scraped: {labels:?}"
+        );
+    }
+    // No per-bucket stat escapes the tag as one family per bucket.
+    for f in all.keys() {
+        assert!(
+            !["okta_", "auth0_", "onelogin_"]
+                .iter()
+                .any(|v| f.starts_with(&format!("idp_ratelimit_{v}"))),
+            "{f}: a per-bucket stat the idp_bucket tag regex does not cover"
         );
     }
     let line = "idp_ratelimit_admitted{idp_bucket=\"okta.management.users\"} 0";
