@@ -586,3 +586,41 @@ fn vendor_and_service_both_bound_the_fleet() {
     }
     assert_eq!(vendor.seen(), (5, 0));
 }
+
+/// A client that leaves while its request waits for the service: what the request took in
+/// this Envoy (its place in the org's concurrency limit, its take of the vendor's figure) is
+/// given back, not left in flight.
+#[test]
+fn vendor_a_client_gone_while_the_service_is_asked_gives_back_what_it_took() {
+    let config = r#"{"vendor": "okta", "plan": "enterprise", "upstream": "vendor",
+        "overrides": [{"bucket": "okta.concurrency", "limit": 1}],
+        "fleet": {"cluster": "ratelimit", "timeout_ms": 3000}}"#;
+    let vendor = VendorUpstream::start(Dialect::Okta, 600);
+    let redis = Redis::start();
+    let rls = Rls::start(&generated(config), redis.port);
+    let e = fleet_vendor_envoy(config, rls.port, &vendor);
+    vendor.spend(598);
+    let mut c = e.client();
+    // The vendor has 1 left after this one, and the record says so.
+    let first = c.request("GET", "/api/v1/users", &ORG);
+    assert_eq!(first.header_u64("x-rate-limit-remaining"), Some(1));
+    rls.freeze();
+    {
+        use std::io::Write;
+        let mut gone = std::net::TcpStream::connect(("127.0.0.1", e.port())).unwrap();
+        gone.write_all(b"GET /api/v1/users HTTP/1.1\r\nhost: acme.okta.com\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    rls.thaw();
+    let r = c.request("GET", "/api/v1/users", &ORG);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.reached_upstream());
+    assert_eq!(r.header_u64("x-rate-limit-remaining"), Some(0));
+    assert_eq!(
+        vendor.seen(),
+        (2, 0),
+        "the abandoned request never reached the vendor"
+    );
+}
