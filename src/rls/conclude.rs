@@ -615,4 +615,48 @@ mod tests {
         let p = ask(&e, &s, &Req("GET", "/api/v1/users"));
         assert_eq!(p.remote[0].vendor, VendorCheck::Admitted { limit: 600 });
     }
+
+    #[test]
+    fn auth0_answers_teach_the_remote_bucket_whose_limit_they_report() {
+        let (e, s) = engine(
+            r#"{"vendor": "auth0", "plan": "enterprise-prod", "upstream": "vendor",
+                "fleet": {"cluster": "rls"}}"#,
+        );
+        let p = ask(&e, &s, &Req("GET", "/api/v2/users"));
+        let taught: Vec<usize> = p.tally.teach.iter().map(|t| t.bucket).collect();
+        // The per-second shapers counted here and the per-minute buckets the service counts.
+        assert!(taught.iter().any(|b| !e.counts_remotely(*b)), "{taught:?}");
+        assert!(p.remote.iter().all(|r| taught.contains(&r.bucket)));
+        let limit = |b: usize| e.published_limits[b];
+        let remote = p
+            .remote
+            .iter()
+            .map(|r| r.bucket)
+            .find(|b| taught.iter().filter(|t| limit(**t) == limit(*b)).count() == 1)
+            .unwrap();
+        let service = Answer {
+            over_limit: false,
+            statuses: p.remote.iter().map(|_| ok(1000, 900, 30)).collect(),
+        };
+        let d = e.conclude(&s, p, Some(&service), NOW);
+        let Verdict::Forward { teach, .. } = &d.verdict else {
+            panic!("{d:?}")
+        };
+        let lesson = e
+            .learn(&s, teach, &vendor(limit(remote), 0, 30, true), NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(lesson.bucket, remote);
+        // That bucket's vendor 429 now refuses here, before the service is asked.
+        let d = e.decide(&s, &Req("GET", "/api/v2/users"), NOW + 1, 1);
+        assert!(
+            matches!(&d.verdict, Verdict::Reply(r) if r.status == 429),
+            "{d:?}"
+        );
+        assert!(
+            d.counts.contains(&(remote, Count::Rejected)),
+            "{:?}",
+            d.counts
+        );
+    }
 }
