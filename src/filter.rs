@@ -13,6 +13,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::config::Upstream;
 use crate::engine::{Count, Decision, Engine, Hold, Pending, RequestFacts, Teach, Verdict};
+use crate::header_map::HeaderMap;
 use crate::learned::Learned;
 use crate::peak::{self, Marks};
 use crate::response::Headers;
@@ -542,9 +543,32 @@ mod raw {
             token: *mut u32,
         ) -> u32;
         fn proxy_grpc_cancel(token: u32) -> u32;
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+    }
+
+    /// The request's headers, serialised (see `header_map`); empty when the
+    /// host has none or refuses (the SDK's wrapper panics on a refusal).
+    pub fn request_header_pairs() -> Vec<u8> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: both out-pointers are live locals for the call.
+        let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
+        if status != 0 || data.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: the host allocated `size` bytes at `data` through the
+        // SDK's `proxy_on_memory_allocate` (a boxed slice of that length),
+        // and hands them over, as the SDK's own `get_map_bytes` takes them.
+        unsafe { Vec::from_raw_parts(data, size, size) }
     }
 
     const HTTP_REQUEST: u32 = 0;
+    /// proxy-wasm's map type of the request headers.
+    const REQUEST_HEADERS: u32 = 0;
 
     /// Resumes the paused request; the proxy-wasm status (0 = Ok).
     pub fn resume_request() -> u32 {
@@ -610,46 +634,34 @@ impl Http {
     }
 }
 
-/// The request as Envoy's host calls see it, each value fetched at most once
-/// (several buckets ask for the same `:authority`). Header values that are
-/// not UTF-8 are read lossily (the SDK's String getters would panic on them).
+/// The request as Envoy's host calls see it: its headers fetched with one
+/// host call the first time any is needed (one call costs less than even
+/// two single reads; bench/RESULTS.md), then looked up in that buffer.
+/// Header values that are not UTF-8 are read lossily.
 #[derive(Default)]
 struct EnvoyRequest {
-    authority: OnceCell<Option<String>>,
-    headers: RefCell<Vec<(String, Option<String>)>>,
+    headers: OnceCell<HeaderMap>,
 }
 
-fn request_header(name: &str) -> Option<String> {
-    match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
-        // Reuses the host's buffer when it is valid UTF-8 (the usual case).
-        Ok(Some(b)) => Some(
-            String::from_utf8(b)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        ),
-        _ => None,
+impl EnvoyRequest {
+    fn headers(&self) -> &HeaderMap {
+        self.headers
+            .get_or_init(|| HeaderMap::parse(raw::request_header_pairs()))
     }
 }
 
 impl RequestFacts for EnvoyRequest {
     fn method(&self) -> Option<String> {
-        request_header(":method")
+        self.headers().get(":method")
     }
     fn path(&self) -> Option<String> {
-        request_header(":path")
+        self.headers().get(":path")
     }
     fn authority(&self) -> Option<String> {
-        self.authority
-            .get_or_init(|| request_header(":authority"))
-            .clone()
+        self.headers().get(":authority")
     }
     fn header(&self, name: &str) -> Option<String> {
-        let mut seen = self.headers.borrow_mut();
-        if let Some((_, v)) = seen.iter().find(|(n, _)| n == name) {
-            return v.clone();
-        }
-        let value = request_header(name);
-        seen.push((name.to_string(), value.clone()));
-        value
+        self.headers().get(name)
     }
     fn source_address(&self) -> Option<String> {
         property(&["source", "address"])

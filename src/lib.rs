@@ -26,6 +26,9 @@ pub mod store;
 pub mod vendor_answer;
 
 pub(crate) mod hash;
+// Read by the filter glue alone (wasm32); on the host only its tests use it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) mod header_map;
 pub(crate) mod httpdate;
 pub(crate) mod identity;
 pub(crate) mod learned;
