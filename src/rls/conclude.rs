@@ -9,6 +9,36 @@ use crate::rls::config::OnFailure;
 use crate::store::SharedStore;
 
 impl Engine {
+    /// When the service's window for `bucket` ends, from the second its
+    /// answer arrived and the whole seconds it reported left. The server
+    /// read its clock before that second began or within it, so on
+    /// envoyproxy/ratelimit, whose windows are calendar-aligned multiples of
+    /// their unit, a sum within a second of a window end is that window end:
+    /// an answer that crossed a second boundary on its way would otherwise
+    /// report a Reset one second late (seen as a one-in-tens flake of
+    /// `fleet_e2e`'s same-Reset-on-both-replicas check).
+    fn window_end(&self, bucket: usize, second: u64, reset_in_us: u64) -> u64 {
+        let end = second.saturating_add(reset_in_us);
+        let unit = self
+            .policy
+            .buckets
+            .get(bucket)
+            .map_or(0, |b| b.limit.window_us);
+        let aligned = self
+            .fleet
+            .as_ref()
+            .is_some_and(|f| f.config.server == crate::rls::config::Server::EnvoyRatelimit);
+        if !aligned || unit == 0 || unit % crate::limiter::MICROS_PER_SEC != 0 {
+            return end;
+        }
+        let second = crate::limiter::MICROS_PER_SEC;
+        match end % unit {
+            r if r <= second => end - r,
+            r if unit - r <= second => end.saturating_add(unit - r),
+            _ => end,
+        }
+    }
+
     /// `answer` is the service's answer, `None` when it failed (error,
     /// timeout, missing cluster, breaker open): then `on_failure` decides.
     pub fn conclude(
@@ -38,7 +68,7 @@ impl Engine {
                     Outcome {
                         admitted: s.remaining > 0,
                         remaining: s.remaining,
-                        reset_us: second.saturating_add(s.reset_in_us),
+                        reset_us: self.window_end(query.bucket, second, s.reset_in_us),
                     },
                     now_us,
                 ),
@@ -67,7 +97,7 @@ impl Engine {
                     let outcome = Outcome {
                         admitted: !s.over_limit && !r.vendor.would_refuse(),
                         remaining: s.remaining,
-                        reset_us: second.saturating_add(s.reset_in_us),
+                        reset_us: self.window_end(r.bucket, second, s.reset_in_us),
                     };
                     refused |= s.over_limit;
                     let refusal = self.record(
@@ -208,6 +238,33 @@ mod tests {
         let s = MemoryStore::new();
         e.create_keys(&s).unwrap();
         (e, s)
+    }
+
+    /// An answer that crossed a second boundary reports the same window end.
+    #[test]
+    fn envoy_ratelimit_window_ends_are_calendar_aligned() {
+        let users = |e: &Engine| {
+            e.policy
+                .buckets
+                .iter()
+                .position(|b| b.id == "okta.management.users")
+                .unwrap()
+        };
+        let s = MICROS_PER_SEC;
+        let (e, _) =
+            engine(r#"{"vendor": "okta", "plan": "enterprise", "fleet": {"cluster": "rls"}}"#);
+        let b = users(&e);
+        // Computed at :59.999 (1 s left), arrived at :00.001.
+        assert_eq!(e.window_end(b, NOW + 60 * s, s), NOW + 60 * s);
+        assert_eq!(e.window_end(b, NOW + 59 * s, s), NOW + 60 * s);
+        // Mid-window figures stand as reported.
+        assert_eq!(e.window_end(b, NOW + 18 * s, 42 * s), NOW + 60 * s);
+        assert_eq!(e.window_end(b, NOW, 10 * s), NOW + 10 * s);
+        // Limitador's windows start at the first hit: never snapped.
+        let (l, _) = engine(
+            r#"{"vendor": "okta", "plan": "enterprise", "fleet": {"cluster": "rls", "server": "limitador"}}"#,
+        );
+        assert_eq!(l.window_end(users(&l), NOW + 60 * s, s), NOW + 61 * s);
     }
 
     fn ask(e: &Engine, s: &MemoryStore, r: &Req) -> Pending {
