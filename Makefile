@@ -13,7 +13,7 @@ PROMTOOL      := $(VENV)/bin/promtool
 export ENVOY_BIN := $(abspath $(ENVOY))
 export PROMTOOL_BIN := $(abspath $(PROMTOOL))
 
-.PHONY: run test build cli wasm-target envoy lint unit e2e clean oci test-matrix fuzz redis-server rls-fixture
+.PHONY: run test build cli wasm-target wasm-opt envoy lint unit e2e clean oci test-matrix fuzz redis-server rls-fixture
 
 ## Build the filter and start Envoy on 127.0.0.1:10000 (admin :9901).
 run: build $(ENVOY)
@@ -77,8 +77,35 @@ e2e: build $(ENVOY) $(SDK_STAMP) $(PROMTOOL) redis-server rls-fixture
 	cargo test -p idp-ratelimit --tests --release -- --test-threads 2
 
 ## The filter only (-p): the command line's code and dependencies never reach the .wasm.
-build: wasm-target
+## Then binaryen's wasm-opt over it, in place (`cp` keeps the file cargo hard-links, so cargo
+## never puts the unoptimised one back; once per new build: the stamp), for speed
+## by default; `make build WASM_SIZE=small` builds for size instead (rustc opt-level z,
+## wasm-opt -Oz): 307 KB instead of 410 KB, for about 6 us more per request (bench/RESULTS.md).
+WASM_SIZE     ?= fast
+WASM_OPT      ?= wasm-opt
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+                 --enable-mutable-globals --enable-multivalue --enable-reference-types
+WASM_STAMP    := $(WASM).$(WASM_SIZE)-opt
+ifeq ($(WASM_SIZE),small)
+WASM_OPT_FLAGS := -Oz -Oz --zero-filled-memory --low-memory-unused --strip-producers
+export CARGO_PROFILE_RELEASE_OPT_LEVEL := z
+else
+WASM_OPT_FLAGS := -O3 --strip-producers
+endif
+build: wasm-target wasm-opt
 	cargo build --release --target $(TARGET) -p idp-ratelimit --lib
+	@if [ ! -f $(WASM_STAMP) ] || [ $(WASM) -nt $(WASM_STAMP) ]; then \
+	  rm -f $(WASM).*-opt; \
+	  $(WASM_OPT) $(WASM_FEATURES) $(WASM_OPT_FLAGS) $(WASM) -o $(WASM).tmp && cp $(WASM).tmp $(WASM) && rm $(WASM).tmp && touch $(WASM_STAMP); \
+	fi
+	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes ($(WASM_SIZE))"
+
+## binaryen's wasm-opt: $(WASM_OPT) if on the PATH, else Debian's package (apt-get).
+wasm-opt:
+	@if ! command -v $(WASM_OPT) >/dev/null 2>&1; then \
+	  echo "installing binaryen (wasm-opt, apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null; \
+	fi
 
 ## The operator's command line (also: cargo install --path cli).
 cli:
