@@ -29,6 +29,7 @@ lint: wasm-target
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -p idp-ratelimit --lib -- -D warnings
+	cargo clippy --release --target $(TARGET) -p idp-ratelimit --lib --features profile -- -D warnings
 	cargo fmt --check --manifest-path $(RLS_MANIFEST)
 	cargo clippy --release --all-targets $(RLS_CARGO) -- -D warnings
 
@@ -116,6 +117,12 @@ cli:
 .PHONY: bench
 bench: build $(ENVOY)
 	python3 bench/run.py
+
+## Where the filter's µs go, per phase: the `--features profile` build (its own target dir,
+## target/profile) under load, its counters read from /stats; a section of bench/RESULTS.md.
+.PHONY: profile
+profile: wasm-target $(ENVOY)
+	BENCH_PROFILE=1 python3 bench/run.py
 
 ## The wasm target, added through rustup when missing.
 wasm-target:

@@ -72,6 +72,9 @@ WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "idp_ratelimit.wasm"
 PROBE_DIR = BENCH / "probe-filter"
 PROBE_TARGET = WORK / "probe-target"
 PROBE_WASM = PROBE_TARGET / "wasm32-wasip1" / "release" / "probe_filter.wasm"
+# BENCH_PROFILE=1 (`make profile`): the filter built with `--features profile`.
+PROFILE_TARGET = ROOT / "target" / "profile"
+PROFILE_WASM = PROFILE_TARGET / "wasm32-wasip1" / "release" / "idp_ratelimit.wasm"
 
 
 def env_int(name, default):
@@ -91,6 +94,10 @@ CLK_TCK = int(subprocess.run(["getconf", "CLK_TCK"], capture_output=True,
                              text=True, check=True).stdout.strip())
 
 PROBE_N = env_int("BENCH_PROBE_CALLS", 32)
+PROFILE = env_int("BENCH_PROFILE", 0)
+PROFILE_CONFIGS = ("okta", "auth0", "okta-unmatched", "custom-1000")
+# The .wasm the idp-ratelimit configurations load (PROFILE_WASM under BENCH_PROFILE).
+ACTIVE_WASM = [WASM]
 
 RAISED = 1_000_000_000  # far above anything this load can reach in a window
 
@@ -115,6 +122,22 @@ AUTH0 = {
     )],
 }
 OKTA_NO_HEADERS = dict(OKTA, headers="none")
+
+
+def custom_routes(n, hit):
+    """A custom vendor with `n` routes (bucket `routes.<i>` each): distinct
+    literal prefixes, every third a `{param}` route and every third a `/*`
+    subtree; route `hit` (a `{param}` one) has a raised limit."""
+    routes = []
+    for i in range(n):
+        pattern = (f"/c{i}/items", f"/c{i}/items/{{id}}", f"/c{i}/tree/*")[i % 3]
+        routes.append({"route": pattern, "limit": RAISED if i == hit else 1000,
+                       "window": "minute"})
+    return {"vendor": "custom", "routes": routes}
+
+
+CUSTOM_HIT = 997  # near the end; 997 % 3 == 1: a `{param}` route
+CUSTOM_1000 = custom_routes(1000, CUSTOM_HIT)
 # A generous timeout: a benchmark on a busy machine must not fall back.
 OKTA_FLEET = dict(OKTA, fleet={"cluster": "ratelimit", "timeout_ms": 1000})
 RLS_FIXTURE = ROOT / "target" / "rls-fixture" / "release" / "rls-fixture"
@@ -127,10 +150,10 @@ def snippet(name, **subst):
     return text.rstrip("\n")
 
 
-def wasm_filter(plugin_config, wasm=WASM, name="idp_ratelimit"):
+def wasm_filter(plugin_config, wasm=None, name="idp_ratelimit"):
     return lambda: snippet("filter-wasm.yaml.in", NAME=name,
                            PLUGIN_CONFIG=json.dumps(plugin_config),
-                           WASM=str(wasm))
+                           WASM=str(wasm or ACTIVE_WASM[0]))
 
 
 class Variant:
@@ -180,6 +203,10 @@ VARIANTS = [
     Variant("okta-unmatched",
             "idp-ratelimit, Okta enterprise, unmatched path (fixed cost)",
             wasm_filter(OKTA), "/bench/unmatched", [], OKTA),
+    Variant("custom-1000",
+            f"idp-ratelimit, custom vendor with 1,000 routes, GET route {CUSTOM_HIT} (1 bucket)",
+            wasm_filter(CUSTOM_1000), f"/c{CUSTOM_HIT}/items/abc123",
+            [wasm_counter(f"routes.{CUSTOM_HIT}")], CUSTOM_1000),
     Variant("okta-noheaders",
             "idp-ratelimit, Okta enterprise, GET /api/v1/users, headers: none",
             wasm_filter(OKTA_NO_HEADERS), "/api/v1/users",
@@ -201,6 +228,13 @@ if BASELINE_WASM:
                     "auth0.tenant.per-second", "auth0.tenant.per-minute",
                     "auth0.endpoint.users.per-second",
                     "auth0.endpoint.users.per-minute")], AUTH0),
+        Variant("okta-unmatched-before", f"the same as okta-unmatched, with {BASELINE_WASM}",
+                wasm_filter(OKTA, Path(BASELINE_WASM).resolve()), "/bench/unmatched", [],
+                OKTA),
+        Variant("custom-1000-before", f"the same as custom-1000, with {BASELINE_WASM}",
+                wasm_filter(CUSTOM_1000, Path(BASELINE_WASM).resolve()),
+                f"/c{CUSTOM_HIT}/items/abc123", [wasm_counter(f"routes.{CUSTOM_HIT}")],
+                CUSTOM_1000),
     ]
 
 PROBE_CALLS = ("time", "header", "shared", "metric", "resp_header", "property")
@@ -468,7 +502,7 @@ def check_counters(variant):
         if s.get(counter, 0) < REQUESTS:
             die(f"{variant.name}: counter {counter} is {s.get(counter)}, "
                 f"the filter did not count the load")
-    if variant.name == "okta-unmatched":
+    if variant.name.startswith("okta-unmatched"):
         counted = {k: v for k, v in s.items() if k.endswith(".admitted") and v}
         if counted:
             die(f"okta-unmatched: the path matched a bucket after all: {counted}")
@@ -592,6 +626,46 @@ def fmt(x, digits=1):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def added_ratio(v, variants):
+    """What an idp-ratelimit configuration adds to the floor's Envoy CPU per
+    request, as a multiple of what the no-op wasm filter adds: per round,
+    (v - floor) / (noop - floor), then the median over rounds. None for a
+    configuration that is not idp-ratelimit (or when noop-wasm did not run)."""
+    floor = variants[0]
+    noop = next((n for n in variants if n.name == "noop-wasm"), None)
+    if v.plugin is None or noop is None:
+        return None
+    values = []
+    for r, f, n in zip(v.rounds, floor.rounds, noop.rounds):
+        noop_added = n["cpu_us_per_req"] - f["cpu_us_per_req"]
+        if noop_added > 0:
+            values.append((r["cpu_us_per_req"] - f["cpu_us_per_req"]) / noop_added)
+    return med(values) if values else float("nan")
+
+
+def fmt_ratio(x):
+    return "—" if x is None else fmt(x, 2)
+
+
+def buckets_counted(v):
+    """(bucket, admitted) for each bucket the configuration counted in."""
+    prefix, suffix = "wasmcustom.idp_ratelimit.", ".admitted"
+    return [(k[len(prefix):-len(suffix)], n) for k, n in sorted(v.stats.items())
+            if k.startswith(prefix) and k.endswith(suffix) and n]
+
+
+def ratio_table(variants):
+    """The short table `make bench` ends its output with."""
+    lines = ["| configuration | Envoy CPU µs/req | added µs/req | added ÷ no-op added |",
+             "|---|---:|---:|---:|"]
+    floor = med([r["cpu_us_per_req"] for r in variants[0].rounds])
+    for v in variants:
+        cpu = med([r["cpu_us_per_req"] for r in v.rounds])
+        lines.append(f"| {v.name} | {fmt(cpu, 2)} | {fmt(cpu - floor, 2)} "
+                     f"| {fmt_ratio(added_ratio(v, variants))} |")
+    return "\n".join(lines)
+
+
 def report(variants, info, decisions):
     floor = variants[0]
     rounds = len(floor.rounds)
@@ -629,19 +703,23 @@ def report(variants, info, decisions):
     add("")
     add("## Summary (medians over rounds)")
     add("")
-    add("| # | configuration | Envoy CPU µs/req | × floor | req/s | × floor "
-        "| p50 µs | × floor | p99 µs | × floor |")
-    add("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    add("| # | configuration | Envoy CPU µs/req | × floor | added ÷ no-op added | req/s "
+        "| × floor | p50 µs | × floor | p99 µs | × floor |")
+    add("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for i, v in enumerate(variants, 1):
         add(f"| {i} | {v.label} | {fmt(metric(v, 'cpu_us_per_req'), 2)} "
-            f"| {fmt(ratio(v, 'cpu_us_per_req'), 2)} | {fmt(metric(v, 'rps'), 0)} "
+            f"| {fmt(ratio(v, 'cpu_us_per_req'), 2)} "
+            f"| {fmt_ratio(added_ratio(v, variants))} | {fmt(metric(v, 'rps'), 0)} "
             f"| {fmt(ratio(v, 'rps'), 2)} | {fmt(metric(v, 'p50_us'), 0)} "
             f"| {fmt(ratio(v, 'p50_us'), 2)} | {fmt(metric(v, 'p99_us'), 0)} "
             f"| {fmt(ratio(v, 'p99_us'), 2)} |")
     add("")
     add("Ratios are the median over rounds of each round's value divided by the "
         "floor's value in the same round (so they can differ slightly from the "
-        "ratio of the medians). Latency is h2load's per-request time (request "
+        "ratio of the medians). *Added ÷ no-op added* is the issue-13 figure "
+        "that travels between machines: per round, (configuration − floor) ÷ "
+        "(noop-wasm − floor) in Envoy CPU per request, then the median over "
+        "rounds (idp-ratelimit configurations only). Latency is h2load's per-request time (request "
         "sent to response complete) from `--log-file`, nearest-rank "
         "percentiles over all requests of a round. The load is closed-loop: "
         f"while Envoy saturates its core ({CLIENTS} connections always have a "
@@ -752,6 +830,23 @@ def report(variants, info, decisions):
         add(f"| fixture RLS + redis CPU µs/req | | "
             f"{fmt(metric(fleet, 'fleet_us_per_req'), 2)} | |")
         add("")
+    add("## Buckets counted")
+    add("")
+    add("Each idp-ratelimit configuration's `<bucket>.admitted` counters after the "
+        "run (warm-up, header sample and rounds: "
+        f"{WARMUP + 1 + rounds * REQUESTS} requests each), so whether the cost is "
+        "flat in the number of buckets a request counts in can be read off the "
+        "summary.")
+    add("")
+    add("| configuration | buckets counted | admitted |")
+    add("|---|---:|---|")
+    for v in variants:
+        if v.plugin is None:
+            continue
+        counted = buckets_counted(v)
+        add(f"| {v.name} | {len(counted)} | "
+            f"{', '.join(f'`{b}` {n}' for b, n in counted) or '(none)'} |")
+    add("")
     add("Envoy RSS after the run and non-zero rate-limit counters:")
     add("")
     for v in variants:
@@ -762,9 +857,198 @@ def report(variants, info, decisions):
     return "\n".join(lines)
 
 
+# The profile build's sections of bench/RESULTS.md, one per label (git rev):
+# `make bench` keeps them when it rewrites the file, `make profile` replaces
+# only its own.
+PROFILE_SECTION = re.compile(r"<!-- profile: (.*?) -->\n.*?<!-- /profile: \1 -->\n", re.S)
+
+
+def kept_profile_sections():
+    old = OUT.read_text() if OUT.exists() else ""
+    return "".join("\n" + m.group(0) for m in PROFILE_SECTION.finditer(old))
+
+
+def write_profile_section(label, body):
+    old = OUT.read_text() if OUT.exists() else "# idp-ratelimit: cost inside Envoy\n"
+    block = f"<!-- profile: {label} -->\n{body.rstrip()}\n<!-- /profile: {label} -->\n"
+    kept = [m for m in PROFILE_SECTION.finditer(old) if m.group(1) == label]
+    if kept:
+        m = kept[0]
+        new = old[:m.start()] + block + old[m.end():]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    OUT.write_text(new)
+
+
+def build_profile_wasm():
+    log("bench: building the profile .wasm (--features profile, target/profile)")
+    out = subprocess.run(
+        ["cargo", "build", "--release", "--quiet", "--target", "wasm32-wasip1",
+         "-p", "idp-ratelimit", "--lib", "--features", "profile",
+         "--target-dir", str(PROFILE_TARGET)],
+        cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0 or not PROFILE_WASM.exists():
+        die(f"could not build the profile .wasm:\n{out.stdout}\n{out.stderr}")
+
+
+PROFILE_PREFIX = "wasmcustom.idp_ratelimit.profile."
+PROFILE_CALLBACKS = ("create_http_context", "on_http_request_headers",
+                     "on_http_response_headers", "on_log", "on_done")
+PROFILE_SEGMENTS = (("read_and_route", "start → Routed: clock, :method, :path, normalise, route"),
+                    ("count", "Routed → Counted: scope keys, the shared-data transactions"),
+                    ("respond", "Counted → Decided: the verdict and its response headers"),
+                    ("apply", "Decided → return: metrics, peaks, access-log property"))
+PROFILE_HOSTS = ("request_header", "property", "clock", "shared_data_get", "shared_data_set",
+                 "metric", "set_property", "response_header_read", "response_header_write",
+                 "send_http_response")
+
+
+def profile_snapshot(variant):
+    return {k[len(PROFILE_PREFIX):]: n for k, n in stats(variant).items()
+            if k.startswith(PROFILE_PREFIX)}
+
+
+def profile_numbers(before, after, n):
+    """µs per request from the profile counters between two snapshots, with
+    the profiler's own clock reads taken out: each timed window is charged
+    one read's price for its bounds and one per read inside it."""
+    def g(key):
+        return after.get(key, 0) - before.get(key, 0)
+    # A timed clock call spans two reads' worth (the tail of the read before
+    # it, itself, the head of the read after): half its interval is the price
+    # of one read where the filter really reads it. The tick's back-to-back
+    # reads (colder) only when the filter made no clock call.
+    if g("host.clock.calls"):
+        clock_ns = g("host.clock.ns") / g("host.clock.calls") / 2
+    else:
+        clock_ns = g("clock.ns") / g("clock.calls") if g("clock.calls") else 0.0
+
+    def window(group, name):
+        ns, calls, host_ns, host_calls, reads = (
+            g(f"{group}.{name}.{f}") for f in ("ns", "calls", "host_ns", "host_calls", "reads"))
+        total = ns - (reads + calls) * clock_ns
+        host = host_ns - host_calls * clock_ns
+        return {"total": total / n / 1e3, "host": host / n / 1e3,
+                "self": (total - host) / n / 1e3, "calls": calls / n,
+                "host_calls": host_calls / n, "reads": (reads + 2 * calls) / n}
+
+    hosts = {}
+    for kind in PROFILE_HOSTS:
+        ns, calls = g(f"host.{kind}.ns"), g(f"host.{kind}.calls")
+        true = ns - calls * clock_ns
+        hosts[kind] = {"us": true / n / 1e3, "calls": calls / n,
+                       "ns_per_call": true / calls if calls else float("nan")}
+    callbacks = {c: window("callback", c) for c in PROFILE_CALLBACKS}
+    return {
+        "clock_ns": clock_ns,
+        "clock_tick_ns": g("clock.ns") / g("clock.calls") if g("clock.calls") else float("nan"),
+        "callbacks": callbacks,
+        "segments": {name: window("segment", name) for name, _ in PROFILE_SEGMENTS},
+        "hosts": hosts,
+        "reads": sum(c["reads"] for c in callbacks.values()),
+    }
+
+
+def median_tree(trees):
+    """The median over rounds of every number in a nest of dicts."""
+    first = trees[0]
+    if isinstance(first, dict):
+        return {k: median_tree([t[k] for t in trees]) for k in first}
+    return med(trees)
+
+
+def profile_report(variants, profiled, info):
+    floor = variants[0]
+    noop = next(v for v in variants if v.name == "noop-wasm")
+
+    def cpu(v):
+        return med([r["cpu_us_per_req"] for r in v.rounds])
+
+    floor_cpu, noop_added = cpu(floor), cpu(noop) - cpu(floor)
+    cols = [v for v in variants if v.name in profiled]
+    nums = {v.name: profiled[v.name] for v in cols}
+    lines = []
+    add = lines.append
+    add(f"## Where the µs go, per phase ({info['label']})")
+    add("")
+    add(f"`make profile` (BENCH_PROFILE=1 bench/run.py) on {info['date']}: the filter built "
+        f"with `--features profile` ({info['wasm_bytes']} bytes), {len(floor.rounds)} "
+        f"interleaved rounds × {REQUESTS} requests per configuration, Envoy "
+        "`--concurrency 1`, load as in the summary above (same machine, load average "
+        f"{info['load_before']} before). Wasm-side timers read the host's nanosecond clock "
+        "(`proxy_get_current_time_nanoseconds`) around each callback, each host call the "
+        "glue makes and the `Phase` marks of `Engine::decide` (src/profile.rs); the sums are "
+        "exported as `idp_ratelimit.profile.*` counters and read from /stats around each "
+        "round; medians over rounds of µs per request. The profiler's own clock reads "
+        f"({fmt(nums[cols[0].name]['clock_ns'], 0)} ns each in {cols[0].name}'s callbacks: "
+        "half a timed clock call; "
+        f"{fmt(nums[cols[0].name]['clock_tick_ns'], 0)} ns back to back on the tick) are "
+        "taken out of every figure. *Wasm self* = a window's time minus the host calls "
+        "inside it. The timers are wall clock: time the worker spends preempted inside a "
+        "callback counts in it, so a busy machine inflates them (Envoy util in the log).")
+    add("")
+    add("| µs per request | " + " | ".join(v.name for v in cols) + " |")
+    add("|---|" + "---:|" * len(cols))
+
+    def row(label, f):
+        add(f"| {label} | " + " | ".join(f(nums[v.name], v) for v in cols) + " |")
+
+    def est_added(x, v):
+        return cpu(v) - floor_cpu - x["reads"] * x["clock_ns"] / 1e3
+
+    def in_callbacks(x, key):
+        return sum(c[key] for c in x["callbacks"].values())
+
+    row("Envoy CPU, profile build", lambda x, v: fmt(cpu(v), 2))
+    row("added over the floor, less the profiler's clock reads",
+        lambda x, v: fmt(est_added(x, v), 2))
+    row(f"… of which any wasm filter's (noop-wasm added, {fmt(noop_added, 2)})",
+        lambda x, v: fmt(noop_added, 2))
+    row("… in the filter's callbacks", lambda x, v: f"**{fmt(in_callbacks(x, 'total'), 2)}**")
+    row("… … host calls", lambda x, v: fmt(in_callbacks(x, "host"), 2))
+    row("… … wasm self", lambda x, v: f"**{fmt(in_callbacks(x, 'self'), 2)}**")
+    row("… rest (outside the callbacks: VM entries, SDK dispatch, Envoy's side, beyond the no-op's)",
+        lambda x, v: fmt(est_added(x, v) - noop_added - in_callbacks(x, "total"), 2))
+    row("on_http_request_headers: total", lambda x, v: fmt(x["callbacks"]["on_http_request_headers"]["total"], 2))
+    row("… host calls (calls/req)",
+        lambda x, v: f"{fmt(x['callbacks']['on_http_request_headers']['host'], 2)} "
+                     f"({fmt(x['callbacks']['on_http_request_headers']['host_calls'], 1)})")
+    row("… wasm self", lambda x, v: fmt(x["callbacks"]["on_http_request_headers"]["self"], 2))
+    for name, what in PROFILE_SEGMENTS:
+        row(f"… `{name}` ({what}): total / self",
+            lambda x, v, name=name: f"{fmt(x['segments'][name]['total'], 2)} / "
+                                    f"{fmt(x['segments'][name]['self'], 2)}")
+    for cb in PROFILE_CALLBACKS:
+        if cb == "on_http_request_headers":
+            continue
+        row(f"{cb}: total / self (calls/req)",
+            lambda x, v, cb=cb: f"{fmt(x['callbacks'][cb]['total'], 2)} / "
+                                f"{fmt(x['callbacks'][cb]['self'], 2)} "
+                                f"({fmt(x['callbacks'][cb]['calls'], 1)})")
+    for kind in PROFILE_HOSTS:
+        if all(nums[v.name]["hosts"][kind]["calls"] == 0 for v in cols):
+            continue
+        row(f"host `{kind}`: µs (calls × ns each)",
+            lambda x, v, kind=kind: "—" if not x["hosts"][kind]["calls"] else
+            f"{fmt(x['hosts'][kind]['us'], 2)} ({fmt(x['hosts'][kind]['calls'], 1)} × "
+            f"{fmt(x['hosts'][kind]['ns_per_call'], 0)})")
+    row("profiler clock reads per request (taken out above)", lambda x, v: fmt(x["reads"], 1))
+    add("")
+    add("Not timed: the SDK's dispatch around each callback, `proxy_on_context_create` "
+        "and `proxy_on_delete` themselves (the context's allocation and drop), and "
+        "V8's entry into the VM; those are in the *rest* row, with whatever Envoy does "
+        "for the filter outside its host calls. Host-call times are as the wasm code sees "
+        "them (the call's whole round trip through V8 and Envoy).")
+    add("")
+    return "\n".join(lines)
+
+
 def main():
     WORK.mkdir(parents=True, exist_ok=True)
-    if not WASM.exists():
+    if PROFILE:
+        build_profile_wasm()
+        ACTIVE_WASM[0] = PROFILE_WASM
+    elif not WASM.exists():
         die(f"{WASM} missing; run `make build`")
     envoy = envoy_bin()
     h2load = ensure_h2load()
@@ -773,7 +1057,14 @@ def main():
     if unknown:
         die(f"unknown BENCH_CONFIGS {sorted(unknown)}; "
             f"known: {', '.join(v.name for v in VARIANTS)}")
+    if PROFILE:
+        wanted = [w for w in wanted or PROFILE_CONFIGS
+                  if w in PROFILE_CONFIGS or w in ("floor", "noop-wasm")]
     variants = [v for v in VARIANTS if v.name == "floor" or not wanted or v.name in wanted]
+    # The ratio (added ÷ no-op added) needs the no-op filter in the same run.
+    if any(v.plugin is not None for v in variants) and not any(
+            v.name == "noop-wasm" for v in variants):
+        variants += [v for v in VARIANTS if v.name == "noop-wasm"]
 
     if any(v.name == "noop-wasm" or v.name.startswith("probe-") for v in variants):
         build_probe()
@@ -791,7 +1082,10 @@ def main():
         "probe_bytes": PROBE_WASM.stat().st_size if PROBE_WASM.exists() else None,
         "load_before": loadavg(),
     }
-    decisions = decision_bench()
+    if PROFILE:
+        info["label"] = os.environ.get("BENCH_PROFILE_LABEL") or f"git {info['git']}"
+        info["wasm_bytes"] = PROFILE_WASM.stat().st_size
+    decisions = None if PROFILE else decision_bench()
     if decisions:
         print(decisions, flush=True)
         print(flush=True)
@@ -808,14 +1102,31 @@ def main():
             log(f"bench: {v.name}: Envoy pid {v.proc.pid} on :{v.port}; warming up")
             if WARMUP > 0:
                 load(v, h2load, WARMUP)
+        # The profile counters are flushed on the 1 s tick: a snapshot taken
+        # as a configuration's round starts holds all of its previous round
+        # (the other configurations' loads ran in between).
+        profiled = [v for v in variants if v.plugin is not None] if PROFILE else []
+        snapshots = {v.name: [] for v in profiled}
+        if profiled:
+            time.sleep(1.5)
         for r in range(ROUNDS):
             for v in variants:
+                if v.name in snapshots:
+                    snapshots[v.name].append(profile_snapshot(v))
                 res = load(v, h2load, REQUESTS, WORK / f"{v.name}.h2load.tsv")
                 v.rounds.append(res)
                 log(f"bench: round {r + 1}/{ROUNDS} {v.name:15} "
                     f"{res['cpu_us_per_req']:6.2f} µs/req {res['rps']:8.0f} req/s "
                     f"p50 {res['p50_us']} µs p99 {res['p99_us']} µs "
                     f"(Envoy util {res['envoy_util']:.2f}, h2load {res['client_util']:.2f})")
+        if profiled:
+            time.sleep(1.5)
+            profiled = {}
+            for name, snaps in snapshots.items():
+                v = next(x for x in variants if x.name == name)
+                snaps.append(profile_snapshot(v))
+                profiled[name] = median_tree([profile_numbers(a, b, REQUESTS)
+                                              for a, b in zip(snaps, snaps[1:])])
         for v in variants:
             check_counters(v)
             v.rss = rss_mib(v.proc.pid)
@@ -825,9 +1136,18 @@ def main():
     log(f"bench: Envoy part took {time.monotonic() - t_start:.0f} s")
     info["load_after"] = loadavg()
 
+    if PROFILE:
+        text = profile_report(variants, profiled, info)
+        write_profile_section(info["label"], text)
+        print(text)
+        log(f"bench: profile section written to {OUT}")
+        return
     text = report(variants, info, decisions)
-    OUT.write_text(text)
+    OUT.write_text(text + kept_profile_sections())
     print(text)
+    print("Added cost over the floor, as a multiple of the no-op wasm filter's "
+          "(median over rounds):")
+    print(ratio_table(variants))
     log(f"bench: written to {OUT.relative_to(ROOT) if OUT.is_relative_to(ROOT) else OUT}")
 
 

@@ -287,7 +287,9 @@ impl Engine {
     ) -> Decision {
         let method = facts.method().unwrap_or_default();
         let path = crate::path::normalize(&facts.path().unwrap_or_default());
-        let buckets = match self.policy.resolve(&method, &path) {
+        let resolved = self.policy.resolve(&method, &path);
+        crate::phase::reached(crate::phase::Phase::Routed);
+        let buckets = match resolved {
             None | Some(Resolved::Exempt) => return Decision::new(Verdict::Unlimited),
             // The real OneLogin answers its status endpoint with the truth.
             Some(Resolved::RateLimitStatus(_)) if self.upstream == Upstream::Vendor => {
@@ -357,6 +359,7 @@ impl Engine {
             d.errors = errors;
             return d;
         }
+        crate::phase::reached(crate::phase::Phase::Counted);
         self.forward(tally, now_us)
     }
 

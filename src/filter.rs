@@ -16,6 +16,8 @@ use crate::engine::{Count, Decision, Engine, Hold, Pending, RequestFacts, Teach,
 use crate::header_map::HeaderMap;
 use crate::learned::Learned;
 use crate::peak::{self, Marks};
+use crate::phase::{self, Phase};
+use crate::profile::{self, Callback, HostCall};
 use crate::response::Headers;
 use crate::rls::breaker::Breaker;
 use crate::store::{SharedStore, StoreError};
@@ -35,7 +37,7 @@ struct EnvoySharedData {
 
 impl SharedStore for EnvoySharedData {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        match hostcalls::get_shared_data(key) {
+        match profile::host(HostCall::SharedGet, || hostcalls::get_shared_data(key)) {
             Ok((Some(bytes), cas)) => Ok(Some((bytes, cas.unwrap_or(0)))),
             Ok((None, _)) => Ok(None),
             Err(s) => Err(host_error(key, s)),
@@ -43,7 +45,9 @@ impl SharedStore for EnvoySharedData {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
+        match profile::host(HostCall::SharedSet, || {
+            hostcalls::set_shared_data(key, Some(value), cas)
+        }) {
             Ok(()) => {
                 if cas.is_none() {
                     self.created.set(self.created.get() + 1);
@@ -91,8 +95,16 @@ struct Metrics {
 
 fn bump(id: Option<u32>) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+        increment(id, 1);
     }
+}
+
+fn increment(id: u32, by: i64) {
+    let _ = profile::host(HostCall::Metric, || hostcalls::increment_metric(id, by));
+}
+
+fn record(id: u32, value: u64) {
+    let _ = profile::host(HostCall::Metric, || hostcalls::record_metric(id, value));
 }
 
 impl Metrics {
@@ -148,16 +160,16 @@ impl Metrics {
 
     fn keys_created(&self, n: u64) {
         if let Some(id) = self.keys_created.filter(|_| n > 0) {
-            let _ = hostcalls::increment_metric(id, n as i64);
+            increment(id, n as i64);
         }
     }
 
     fn vendor(&self, bucket: usize, which: usize, value: Option<i64>) {
         if let Some(id) = self.vendor.get(bucket).and_then(|m| m[which]) {
-            let _ = match value {
-                Some(v) => hostcalls::record_metric(id, v as u64),
-                None => hostcalls::increment_metric(id, 1),
-            };
+            match value {
+                Some(v) => record(id, v as u64),
+                None => increment(id, 1),
+            }
         }
     }
 
@@ -169,17 +181,17 @@ impl Metrics {
                 Count::ShadowRejected => 2,
             };
             if let Some(id) = self.per_bucket.get(*bucket).and_then(|m| m[which]) {
-                let _ = hostcalls::increment_metric(id, 1);
+                increment(id, 1);
             }
         }
         if let Some(id) = self.store_errors.filter(|_| !decision.errors.is_empty()) {
-            let _ = hostcalls::increment_metric(id, decision.errors.len() as i64);
+            increment(id, decision.errors.len() as i64);
         }
     }
 
     fn set_peak(&self, bucket: usize, percent: u8) {
         if let Some(id) = self.peak.get(bucket).copied().flatten() {
-            let _ = hostcalls::record_metric(id, u64::from(percent));
+            record(id, u64::from(percent));
         }
     }
 }
@@ -251,7 +263,9 @@ impl Plugin {
             engine.mode,
             engine.log_scope_keys,
         );
-        let _ = hostcalls::set_property(vec![engine.stat_prefix.as_str()], Some(line.as_bytes()));
+        let _ = profile::host(HostCall::SetProperty, || {
+            hostcalls::set_property(vec![engine.stat_prefix.as_str()], Some(line.as_bytes()))
+        });
     }
 }
 
@@ -263,19 +277,23 @@ struct Root {
 impl Context for Root {}
 
 fn now_us() -> u64 {
-    hostcalls::get_current_time()
+    profile::host(HostCall::Clock, hostcalls::get_current_time)
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn property(path: &[&str]) -> Option<String> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok()??;
+    let bytes = profile::host(HostCall::Property, || {
+        hostcalls::get_property(path.to_vec())
+    })
+    .ok()??;
     String::from_utf8(bytes).ok()
 }
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _: usize) -> bool {
+        profile::install();
         if let Ok(level) = hostcalls::get_log_level() {
             proxy_wasm::set_log_level(level);
         }
@@ -380,12 +398,14 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        profile::flush();
         if let Some(plugin) = &self.plugin {
             plugin.refresh_peaks(now_us());
         }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let _timed = profile::enter(Callback::CreateContext);
         let plugin = self.plugin.clone()?;
         Some(Box::new(Http {
             plugin,
@@ -423,6 +443,7 @@ impl Context for Http {
     /// Envoy calls `proxy_on_done` as it destroys the stream, and the access
     /// log's `proxy_on_log`; either ends the request's time in flight.
     fn on_done(&mut self) -> bool {
+        let _timed = profile::enter(Callback::Done);
         self.stream_ended();
         true
     }
@@ -645,8 +666,12 @@ struct EnvoyRequest {
 
 impl EnvoyRequest {
     fn headers(&self) -> &HeaderMap {
-        self.headers
-            .get_or_init(|| HeaderMap::parse(raw::request_header_pairs()))
+        self.headers.get_or_init(|| {
+            HeaderMap::parse(profile::host(
+                HostCall::RequestHeader,
+                raw::request_header_pairs,
+            ))
+        })
     }
 }
 
@@ -678,10 +703,18 @@ fn forget(engine: &Engine, store: &EnvoySharedData, teach: &[Teach]) {
 }
 
 fn response_header(name: &str) -> Option<String> {
-    match hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name) {
+    match profile::host(HostCall::ResponseHeaderRead, || {
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+    }) {
         Ok(Some(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
         _ => None,
     }
+}
+
+fn set_response_header(name: &str, value: &str) {
+    let _ = profile::host(HostCall::ResponseHeaderWrite, || {
+        hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
+    });
 }
 
 impl Http {
@@ -790,11 +823,13 @@ impl Http {
                     .iter()
                     .map(|(k, v)| (*k, v.as_str()))
                     .collect();
-                match hostcalls::send_http_response(
-                    reply.status,
-                    headers,
-                    Some(reply.body.as_bytes()),
-                ) {
+                match profile::host(HostCall::SendHttpResponse, || {
+                    hostcalls::send_http_response(
+                        reply.status,
+                        headers,
+                        Some(reply.body.as_bytes()),
+                    )
+                }) {
                     Ok(()) => Action::Pause,
                     Err(s) => {
                         log::warn!("could not send the local reply: {s:?}");
@@ -885,6 +920,7 @@ impl Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let _timed = profile::enter(Callback::RequestHeaders);
         let now = now_us();
         let plugin = self.plugin.clone();
         let engine = &plugin.engine;
@@ -895,6 +931,7 @@ impl HttpContext for Http {
             now,
             u64::from(self.context_id),
         );
+        phase::reached(Phase::Decided);
         if store.created.get() > 0 {
             // Only if configure could not create the table; see table.rs.
             log::warn!(
@@ -913,6 +950,7 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        let _timed = profile::enter(Callback::ResponseHeaders);
         let status = || match response_header(":status") {
             Some(s) => s.parse::<u32>().unwrap_or(0),
             None => 0,
@@ -921,7 +959,7 @@ impl HttpContext for Http {
         let vendor_answered = !self.teach.is_empty() && self.learn(status());
         if !vendor_answered {
             for (name, value) in &self.headers {
-                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+                set_response_header(name, value);
             }
         }
         if !self.headers.is_empty() && self.plugin.engine.dialect == crate::response::Dialect::Okta
@@ -930,7 +968,7 @@ impl HttpContext for Http {
             // second the Reset was computed from; Okta's Reset - Date never exceeds
             // the window, so a counted response carries the filter's own clock.
             let date = crate::httpdate::format(now_us() / crate::limiter::MICROS_PER_SEC);
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "date", Some(&date));
+            set_response_header("date", &date);
         }
         if !self.holds.is_empty() {
             if !(200..300).contains(&status()) {
@@ -949,6 +987,7 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
+        let _timed = profile::enter(Callback::Log);
         self.stream_ended();
         // No response headers came back (upstream reset, client gone).
         if !self.teach.is_empty() {

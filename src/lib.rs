@@ -36,12 +36,16 @@ pub(crate) mod learned;
 // (wasm32); on the host only their tests use them.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) mod peak;
+pub(crate) mod phase;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) mod request_log;
 pub(crate) mod table;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+// The profile build's timers (`--features profile`); empty wrappers otherwise.
+#[cfg(target_arch = "wasm32")]
+mod profile;
 
 #[cfg(test)]
 #[path = "../tests/common/base64url.rs"]
