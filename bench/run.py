@@ -20,9 +20,15 @@ rate-limit service tests/rls over a real redis-server, both pinned to the
 load generator's core; their CPU is reported apart), and three
 that show where the filter's time goes: a no-op Rust proxy-wasm filter (the
 cost of any wasm filter), idp-ratelimit on a path no route matches (its fixed
-cost), and idp-ratelimit with its response headers off.
+cost), idp-ratelimit with its response headers off, and a custom vendor of
+1,000 routes (custom-1000: cost flat in the number of routes?).
 
 Then the medians over rounds and each configuration's ratios to the floor,
+and, for idp-ratelimit, the figure issue 13 sets its goals in ("added ÷
+no-op added": per round, (configuration - floor) / (noop-wasm - floor) in
+Envoy CPU per request, median over rounds; noop-wasm joins every run with a
+wasm configuration), in the summary and as a short table at the end of
+stdout; the buckets each configuration counted (from its counters);
 plus the size of the release .wasm and the host-side cost of one decision
 (`cargo run --release --example decision_bench`). The Markdown report goes to
 stdout and bench/RESULTS.md; scratch files (configs, logs) to bench/work/.
@@ -34,8 +40,24 @@ Plain Python 3 standard library. Knobs (environment):
   BENCH_WARMUP     warm-up requests per Envoy before the first round (20000)
   BENCH_CLIENTS    h2load keep-alive connections (8)
   BENCH_CONFIGS    comma-separated configuration names (default all; the
-                   floor always runs): floor, native, okta, auth0,
-                   noop-wasm, okta-unmatched, okta-noheaders (and the probes)
+                   floor always runs, noop-wasm with any idp-ratelimit one):
+                   floor, native, okta, auth0, okta-fleet, noop-wasm,
+                   okta-unmatched, custom-1000, okta-noheaders (and the
+                   probes, and the -before ones)
+  BENCH_BASELINE_WASM  path of an earlier build of the filter: adds
+                   okta-before, auth0-before, okta-unmatched-before and
+                   custom-1000-before, the same configurations on it, in the
+                   same interleaved rounds (their ratios too)
+  BENCH_PROFILE    1 (`make profile`): build the filter with `--features
+                   profile` (target/profile), run okta, auth0, okta-unmatched
+                   and custom-1000 on it (with the floor and noop-wasm), read
+                   its idp_ratelimit.profile.* counters from /stats around
+                   each round, and write "Where the µs go, per phase" (µs per
+                   request per callback, segment of on_http_request_headers
+                   and host-call kind; wasm self time) to stdout and as its
+                   own section of BENCH_OUT, replacing only the section of the
+                   same label (`make bench` keeps these sections)
+  BENCH_PROFILE_LABEL  that section's label (default: git <rev>)
   BENCH_PROBES     1 adds probe-time, probe-header, probe-shared,
                    probe-metric, probe-resp_header, probe-property: the price of one host
                    call of each kind (0: off, keeps `make bench` short)
