@@ -8,7 +8,10 @@
 //! * `idp_ratelimit.profile.host.<kind>.{ns,calls}`
 //! * `idp_ratelimit.profile.clock.{ns,calls}`: back-to-back clock reads, the
 //!   price of one read, to take the profiler's own reads out (`reads`: the
-//!   profiler's clock reads inside a window; bench/run.py subtracts them).
+//!   profiler's clock reads inside a window; bench/run.py subtracts them);
+//! * `idp_ratelimit.profile.bookkeeping.{ns,calls}`: the wasm-side work of
+//!   timing one host call besides its clock reads (in the window's self time;
+//!   bench/run.py subtracts it per timed host call and mark).
 //!
 //! Only host calls made inside a timed callback are counted (not on_tick's or
 //! on_configure's). The sums are per VM (one per worker), so two plugins on
@@ -238,18 +241,50 @@ mod imp {
         let start = clock();
         let out = call();
         let took = clock().saturating_sub(start);
-        with(|s| {
-            if let Some(w) = s.hosts.get_mut(kind as usize) {
-                w.ns += took;
-                w.calls += 1;
+        with(|s| account(s, kind as usize, took));
+        out
+    }
+
+    fn account(s: &mut State, kind: usize, took: u64) {
+        if let Some(w) = s.hosts.get_mut(kind) {
+            w.ns += took;
+            w.calls += 1;
+        }
+        for open in [&mut s.callback, &mut s.segment].into_iter().flatten() {
+            open.host_ns += took;
+            open.host_calls += 1;
+            open.reads += 2;
+        }
+    }
+
+    /// Times `CALIBRATION_READS` rounds of what `host` does besides the call
+    /// and its two clock reads (its wasm-side bookkeeping, counted in the
+    /// window's self time), on a copy of the sums it then puts back.
+    fn price_bookkeeping(s: &mut Window) {
+        let mut saved = None;
+        with(|st| {
+            saved = Some((st.hosts, st.callback, st.segment));
+            st.callback = Some(Open::new(0, 0));
+            st.segment = Some(Open::new(0, 0));
+        });
+        let start = clock();
+        for _ in 0..CALIBRATION_READS {
+            let mut timing = false;
+            with(|st| timing = st.callback.is_some());
+            if timing {
+                with(|st| account(st, HostCall::Clock as usize, 0));
             }
-            for open in [&mut s.callback, &mut s.segment].into_iter().flatten() {
-                open.host_ns += took;
-                open.host_calls += 1;
-                open.reads += 2;
+        }
+        let end = clock();
+        with(|st| {
+            if let Some((hosts, callback, segment)) = saved {
+                st.hosts = hosts;
+                st.callback = callback;
+                st.segment = segment;
             }
         });
-        out
+        s.ns += end.saturating_sub(start);
+        s.calls += CALIBRATION_READS;
     }
 
     /// The phase hook: closes the segment that ends here, opens the next.
@@ -281,6 +316,8 @@ mod imp {
         for _ in 0..CALIBRATION_READS {
             last = clock();
         }
+        let mut bookkeeping = Window::default();
+        price_bookkeeping(&mut bookkeeping);
         with(|s| {
             s.clock.ns += last.saturating_sub(first);
             s.clock.calls += CALIBRATION_READS;
@@ -300,6 +337,10 @@ mod imp {
             }
             for (field, value) in WINDOW_FIELDS.iter().zip(s.clock.fields()).take(2) {
                 names.push(format!("idp_ratelimit.profile.clock.{field}"));
+                values.push(value);
+            }
+            for (field, value) in WINDOW_FIELDS.iter().zip(bookkeeping.fields()).take(2) {
+                names.push(format!("idp_ratelimit.profile.bookkeeping.{field}"));
                 values.push(value);
             }
             if s.ids.len() != names.len() {
