@@ -920,7 +920,7 @@ PROFILE_SEGMENTS = (("read_and_route", "start → Routed: clock, :method, :path,
                     ("count", "Routed → Counted: scope keys, the shared-data transactions"),
                     ("respond", "Counted → Decided: the verdict and its response headers"),
                     ("apply", "Decided → return: metrics, peaks, access-log property"))
-PROFILE_HOSTS = ("request_header", "property", "clock", "shared_data_get", "shared_data_set",
+PROFILE_HOSTS = ("request_header_first", "request_header", "property", "clock", "shared_data_get", "shared_data_set",
                  "metric", "set_property", "response_header_read", "response_header_write",
                  "send_http_response")
 
@@ -1071,7 +1071,8 @@ def profile_report(variants, profiled, info):
         "and `proxy_on_delete` themselves (the context's allocation and drop), and "
         "V8's entry into the VM; those are in the *rest* row, with whatever Envoy does "
         "for the filter outside its host calls. Host-call times are as the wasm code sees "
-        "them (the call's whole round trip through V8 and Envoy).")
+        "them (the call's whole round trip through V8 and Envoy); `request_header_first` is "
+        "each callback's first request-header read, `request_header` the later ones.")
     add("")
     return "\n".join(lines)
 

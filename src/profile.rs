@@ -88,7 +88,9 @@ mod imp {
     /// The stretches of `on_http_request_headers`: from its start to
     /// `Routed`, then from each mark to the next (or to its end).
     const SEGMENTS: [&str; 4] = ["read_and_route", "count", "respond", "apply"];
-    const HOSTS: [&str; 10] = [
+    /// By `HostCall`, then the first request-header read of each callback
+    /// apart (is a first read dearer than the next?).
+    const HOSTS: [&str; 11] = [
         "request_header",
         "response_header_read",
         "property",
@@ -99,7 +101,9 @@ mod imp {
         "response_header_write",
         "send_http_response",
         "clock",
+        "request_header_first",
     ];
+    const FIRST_REQUEST_HEADER: usize = 10;
     const WINDOW_FIELDS: [&str; 5] = ["ns", "calls", "host_ns", "host_calls", "reads"];
     /// Back-to-back clock reads per tick, to price one.
     const CALIBRATION_READS: u64 = 64;
@@ -136,6 +140,8 @@ mod imp {
         host_ns: u64,
         host_calls: u64,
         reads: u64,
+        /// Request-header reads so far.
+        request_headers: u64,
     }
 
     impl Open {
@@ -146,6 +152,7 @@ mod imp {
                 host_ns: 0,
                 host_calls: 0,
                 reads: 0,
+                request_headers: 0,
             }
         }
     }
@@ -154,7 +161,7 @@ mod imp {
     struct State {
         callbacks: [Window; 5],
         segments: [Window; 4],
-        hosts: [Window; 10],
+        hosts: [Window; 11],
         clock: Window,
         callback: Option<Open>,
         segment: Option<Open>,
@@ -245,7 +252,15 @@ mod imp {
         out
     }
 
-    fn account(s: &mut State, kind: usize, took: u64) {
+    fn account(s: &mut State, mut kind: usize, took: u64) {
+        if kind == HostCall::RequestHeader as usize {
+            if let Some(callback) = s.callback.as_mut() {
+                if callback.request_headers == 0 {
+                    kind = FIRST_REQUEST_HEADER;
+                }
+                callback.request_headers += 1;
+            }
+        }
         if let Some(w) = s.hosts.get_mut(kind) {
             w.ns += took;
             w.calls += 1;
