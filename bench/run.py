@@ -994,7 +994,12 @@ def profile_report(variants, profiled, info):
     def cpu(v):
         return med([r["cpu_us_per_req"] for r in v.rounds])
 
-    floor_cpu, noop_added = cpu(floor), cpu(noop) - cpu(floor)
+    def added(v):
+        # Median over rounds of the same-round difference to the floor.
+        return med([r["cpu_us_per_req"] - f["cpu_us_per_req"]
+                    for r, f in zip(v.rounds, floor.rounds)])
+
+    noop_added = added(noop)
     cols = [v for v in variants if v.name in profiled]
     nums = {v.name: profiled[v.name] for v in cols}
     lines = []
@@ -1026,13 +1031,13 @@ def profile_report(variants, profiled, info):
         add(f"| {label} | " + " | ".join(f(nums[v.name], v) for v in cols) + " |")
 
     def est_added(x, v):
-        return cpu(v) - floor_cpu - x["overhead"]
+        return added(v) - x["overhead"]
 
     def in_callbacks(x, key):
         return sum(c[key] for c in x["callbacks"].values())
 
     row("Envoy CPU, profile build", lambda x, v: fmt(cpu(v), 2))
-    row("added over the floor, less the profiler's own work",
+    row("added over the floor (same-round difference), less the profiler's own work",
         lambda x, v: fmt(est_added(x, v), 2))
     row(f"… of which any wasm filter's (noop-wasm added, {fmt(noop_added, 2)})",
         lambda x, v: fmt(noop_added, 2))
