@@ -104,8 +104,14 @@ fn run(case: &Case, n: u64, runs: u64) -> Result<(), String> {
         for i in 0..n {
             now += 20;
             let d = engine.decide(&store, black_box(&case.facts), now, i);
-            if matches!(d.verdict, Verdict::Reply(_)) {
-                rejected += 1;
+            match &d.verdict {
+                Verdict::Reply(_) => rejected += 1,
+                // The stream ends: what it held in flight is given back (Okta's
+                // concurrency limit), as Envoy's on_log does.
+                Verdict::Forward { in_flight, .. } if !in_flight.is_empty() => {
+                    engine.release(&store, in_flight, now, &mut Vec::new());
+                }
+                _ => {}
             }
             black_box(d);
         }
