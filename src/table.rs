@@ -117,12 +117,17 @@ impl Cell {
     }
 
     fn put(&mut self, owner: u64, bucket: u64, limit: &Limit, state: State) {
-        let entry = Entry {
+        self.put_entry(Entry {
             owner,
             bucket,
             stale_after: limit.stale_after(state),
             state,
-        };
+        });
+    }
+
+    /// Replaces the entry of the same owner and bucket, or adds it.
+    fn put_entry(&mut self, entry: Entry) {
+        let (owner, bucket) = (entry.owner, entry.bucket);
         match self
             .entries
             .iter_mut()
@@ -347,20 +352,12 @@ impl SlotTable {
             if !cell.has_room_for(owner, now) {
                 return Ok((None, None));
             }
-            let entry = Entry {
+            cell.put_entry(Entry {
                 owner,
                 bucket: RECORD_TAG,
                 stale_after,
                 state,
-            };
-            match cell
-                .entries
-                .iter_mut()
-                .find(|e| e.owner == owner && e.bucket == RECORD_TAG)
-            {
-                Some(e) => *e = entry,
-                None => cell.entries.push(entry),
-            }
+            });
             Ok((Some(result), Some(cell.encode(now))))
         })
     }
