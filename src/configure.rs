@@ -30,6 +30,8 @@ impl std::fmt::Display for Refusal {
 pub struct Configured {
     /// The canonical plan (`"default"` for OneLogin, `"custom"` for a custom vendor).
     pub plan: String,
+    /// Auth0: the Management API edition (`None` for the other vendors).
+    pub edition: Option<crate::catalog::auth0::Edition>,
     pub engine: Engine,
 }
 
@@ -38,8 +40,13 @@ pub struct Configured {
 pub fn configure(bytes: &[u8], key_prefix: &str) -> Result<Configured, Refusal> {
     let config = crate::config::parse(bytes).map_err(Refusal::Config)?;
     let plan = config.plan.clone();
+    let edition = config.edition;
     let engine = Engine::new(config, key_prefix).map_err(Refusal::Route)?;
-    Ok(Configured { plan, engine })
+    Ok(Configured {
+        plan,
+        edition,
+        engine,
+    })
 }
 
 #[cfg(test)]

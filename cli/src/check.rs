@@ -47,7 +47,7 @@ pub fn run(files: &[String]) -> Exit {
                     println!(
                         "{at} ok: {}/{} ({}), {}, at most {} shared-data keys",
                         e.vendor,
-                        c.plan,
+                        describe::plan(&c.plan, c.edition),
                         describe::mode(e.mode),
                         describe::count(e.policy.buckets.len(), "bucket"),
                         e.key_capacity()

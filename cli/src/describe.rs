@@ -1,6 +1,7 @@
 //! How a bucket reads to a person (`600/min`, `fixed window`, `per host`)
 //! and to a machine (JSON), shared by `explain` and `routes`.
 
+use idp_ratelimit::catalog::auth0::Edition;
 use idp_ratelimit::limiter::{Algorithm, Limit, MICROS_PER_SEC};
 use idp_ratelimit::policy::Mode;
 use idp_ratelimit::policy::{Bucket, Scope};
@@ -15,11 +16,37 @@ pub fn limit(l: &Limit) -> String {
     if l.algorithm == Algorithm::InFlight {
         return format!("{} in flight", l.limit);
     }
+    if let Some(rate) = refill_rate(l) {
+        return format!("{}, then {rate}", l.limit);
+    }
     format!("{}/{}", l.limit, window(l.window_us))
 }
 
-/// A window as a unit: `s`, `min`, `h`, `day`, or a number of seconds.
+/// A token bucket whose window is no unit but which refills a whole number
+/// a second or a minute (a published burst and sustained rate, as Auth0's
+/// 50 and 16/s, or 5 and 150/min) as that rate: `16/s`, `150/min`.
+fn refill_rate(l: &Limit) -> Option<String> {
+    let unit_window = [1, 60, 3600, 86_400]
+        .iter()
+        .any(|s| s * MICROS_PER_SEC == l.window_us);
+    if l.algorithm != Algorithm::TokenBucket || unit_window {
+        return None;
+    }
+    [(1, "s"), (60, "min")]
+        .into_iter()
+        .find_map(|(secs, unit)| {
+            let rate = l.limit as f64 * (secs * MICROS_PER_SEC) as f64 / l.window_us as f64;
+            ((rate - rate.round()).abs() < 1e-3 && rate >= 1.0)
+                .then(|| format!("{}/{unit}", rate.round() as u64))
+        })
+}
+
+/// A window as a unit: `s`, `min`, `h`, `day`, or a number of seconds
+/// (with its fraction: a bucket of 50 refilled 16 a second is `50/3.125s`).
 pub fn window(window_us: u64) -> String {
+    if window_us % MICROS_PER_SEC != 0 {
+        return format!("{}s", window_seconds_fraction(window_us));
+    }
     match window_us / MICROS_PER_SEC {
         1 => "s".to_string(),
         60 => "min".to_string(),
@@ -93,6 +120,28 @@ fn scope_json(s: &Scope) -> Value {
     }
 }
 
+fn window_seconds_fraction(window_us: u64) -> f64 {
+    window_us as f64 / MICROS_PER_SEC as f64
+}
+
+/// Whole seconds as an integer (as ever); a fraction as a number with one.
+fn window_seconds_json(window_us: u64) -> Value {
+    if window_us % MICROS_PER_SEC == 0 {
+        json!(window_us / MICROS_PER_SEC)
+    } else {
+        json!(window_seconds_fraction(window_us))
+    }
+}
+
+/// The plan as the tools print it: with the Auth0 edition when it is not
+/// the default (`free, edition 2026`), so default output reads as before.
+pub fn plan(plan: &str, edition: Option<Edition>) -> String {
+    match edition {
+        Some(e) if e != Edition::Seed2020 => format!("{plan}, edition {}", e.name()),
+        _ => plan.to_string(),
+    }
+}
+
 /// A bucket's numbers for machines; `published` is its limit before
 /// `headroom_percent`, when that changed it.
 pub fn bucket_json(b: &Bucket, published: Option<u64>) -> Value {
@@ -100,7 +149,7 @@ pub fn bucket_json(b: &Bucket, published: Option<u64>) -> Value {
         "id": b.id,
         "label": b.label,
         "limit": b.limit.limit,
-        "window_seconds": b.limit.window_us / MICROS_PER_SEC,
+        "window_seconds": window_seconds_json(b.limit.window_us),
         "algorithm": algorithm_id(b.limit.algorithm),
         "scope": scope_json(&b.scope),
         "may_report": b.reported,
@@ -136,4 +185,29 @@ pub fn columns(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tb(limit: u64, window_us: u64) -> String {
+        super::limit(&Limit {
+            algorithm: Algorithm::TokenBucket,
+            limit,
+            window_us,
+        })
+    }
+
+    #[test]
+    fn a_burst_with_its_own_refill_rate_reads_as_both() {
+        assert_eq!(tb(50, 3_125_000), "50, then 16/s");
+        // 100 refilled 15 a second: the window is rounded to the microsecond.
+        assert_eq!(tb(100, 6_666_666), "100, then 15/s");
+        assert_eq!(tb(5, 2 * MICROS_PER_SEC), "5, then 150/min");
+        // Unit windows, and windows whose rate is no whole number, as before.
+        assert_eq!(tb(10, MICROS_PER_SEC), "10/s");
+        assert_eq!(tb(5, 86_400 * MICROS_PER_SEC), "5/day");
+        assert_eq!(tb(5, 90 * MICROS_PER_SEC), "5/90s");
+    }
 }

@@ -32,3 +32,11 @@ pub fn vendor(bytes: &[u8]) -> Option<String> {
         .and_then(Value::as_str)
         .map(str::to_string)
 }
+
+/// The configuration's `edition`, if it names one as a string.
+pub fn edition(bytes: &[u8]) -> Option<String> {
+    object(bytes)?
+        .get("edition")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}

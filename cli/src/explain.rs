@@ -64,7 +64,11 @@ pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Fai
     let refused = |e: idp_ratelimit::configure::Refusal| {
         Failure::Invalid(format!("configuration refused: {e}"))
     };
-    let Configured { plan, mut engine } = configure(bytes, KEY_PREFIX).map_err(refused)?;
+    let Configured {
+        plan,
+        edition,
+        mut engine,
+    } = configure(bytes, KEY_PREFIX).map_err(refused)?;
     // Limits as they were before headroom: the same configuration without it.
     let published = match edit::without(bytes, "headroom_percent") {
         Some(b) => Some(configure(&b, KEY_PREFIX).map_err(refused)?.engine),
@@ -139,7 +143,7 @@ pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Fai
             .find(|r| r.reported)
             .and_then(bucket)
             .map(|b| b.id.clone());
-        let out = json!({
+        let mut out = json!({
             "vendor": engine.vendor,
             "plan": plan,
             "mode": mode,
@@ -150,6 +154,9 @@ pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Fai
             "buckets": buckets,
             "reported": reported,
         });
+        if let (Some(e), Some(obj)) = (edition, out.as_object_mut()) {
+            obj.insert("edition".into(), json!(e.name()));
+        }
         return serde_json::to_string_pretty(&out)
             .map(|s| s + "\n")
             .map_err(|e| Failure::Invalid(e.to_string()));
@@ -175,8 +182,9 @@ pub fn run(bytes: &[u8], request: &Request, as_json: bool) -> Result<String, Fai
                         status (\"upstream\": \"vendor\")"
             .to_string(),
         _ => format!(
-            "{}/{plan}, {mode}: counted in every bucket below; {}{}",
+            "{}/{}, {mode}: counted in every bucket below; {}{}",
             engine.vendor,
+            describe::plan(&plan, edition),
             match engine.mode {
                 Mode::Enforce => "all must admit",
                 Mode::Shadow => "none rejects (would-be rejections are counted)",

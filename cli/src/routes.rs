@@ -4,6 +4,7 @@
 //! where, after overrides replaced catalog routes, is asked of the compiled
 //! router itself.
 
+use idp_ratelimit::catalog::auth0::Edition;
 use idp_ratelimit::configure::configure;
 use idp_ratelimit::limiter::Limit;
 use idp_ratelimit::policy::{Bucket, Target};
@@ -68,6 +69,7 @@ struct Row {
 pub struct Table {
     vendor: String,
     plan: String,
+    edition: Option<Edition>,
     rows: Vec<Row>,
     exempt: Vec<RouteText>,
     status: Vec<RouteText>,
@@ -162,6 +164,7 @@ pub fn table(bytes: &[u8]) -> Result<Table, Failure> {
     Ok(Table {
         vendor: configured.engine.vendor.clone(),
         plan: configured.plan,
+        edition: configured.edition,
         rows,
         exempt,
         status,
@@ -181,7 +184,13 @@ pub fn all_plans(bytes: &[u8]) -> Result<Vec<String>, Failure> {
             ))
         }
     };
-    Ok(plans.iter().map(|p| p.to_string()).collect())
+    // An Auth0 edition without tables for a plan leaves that plan out.
+    let edition = edit::edition(bytes).and_then(|e| Edition::from_name(&e));
+    Ok(plans
+        .iter()
+        .filter(|p| edition.is_none_or(|e| e.has_plan(p)))
+        .map(|p| p.to_string())
+        .collect())
 }
 
 /// The tables of `bytes` with each of `plans` in turn (or as it is, with none).
@@ -270,7 +279,7 @@ pub fn render(tables: &[Table], across_plans: bool, format: Format) -> Result<St
     let markdown = matches!(format, Format::Markdown);
     if let Format::Json = format {
         let one = |t: &Table| {
-            json!({
+            let mut v = json!({
                 "vendor": t.vendor,
                 "plan": t.plan,
                 "buckets": t.rows.iter().map(|r| {
@@ -282,7 +291,11 @@ pub fn render(tables: &[Table], across_plans: bool, format: Format) -> Result<St
                 }).collect::<Vec<_>>(),
                 "exempt": t.exempt.iter().map(RouteText::json).collect::<Vec<_>>(),
                 "answered_by_filter": t.status.iter().map(RouteText::json).collect::<Vec<_>>(),
-            })
+            });
+            if let (Some(e), Some(obj)) = (t.edition, v.as_object_mut()) {
+                obj.insert("edition".into(), json!(e.name()));
+            }
+            v
         };
         let v = if across_plans {
             Value::Array(tables.iter().map(one).collect())
@@ -295,7 +308,7 @@ pub fn render(tables: &[Table], across_plans: bool, format: Format) -> Result<St
     }
     let mut head: Vec<String> = vec!["row".into(), "bucket".into(), "routes".into()];
     if across_plans {
-        head.extend(tables.iter().map(|t| t.plan.clone()));
+        head.extend(tables.iter().map(|t| describe::plan(&t.plan, t.edition)));
     } else {
         head.push("limit".into());
     }
@@ -347,7 +360,7 @@ pub fn render(tables: &[Table], across_plans: bool, format: Format) -> Result<St
             [t] => format!(
                 "{}/{}: {}\n",
                 t.vendor,
-                t.plan,
+                describe::plan(&t.plan, t.edition),
                 describe::count(t.rows.len(), "bucket")
             ),
             _ => format!(

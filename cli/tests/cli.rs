@@ -100,6 +100,34 @@ fn a_refused_file_gets_the_filters_error_and_exit_1() {
     );
 }
 
+/// `check` names the Auth0 edition when it is not the default, and refuses
+/// an edition without tables for the plan in the filter's own words.
+#[test]
+fn check_names_the_auth0_edition() {
+    let (code, out, err) = run(&[
+        "check",
+        r#"{"vendor": "auth0", "plan": "free", "edition": "2026"}"#,
+    ]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(
+        out.starts_with("(argument): ok: auth0/free, edition 2026 (enforce), 11 buckets"),
+        "{out}"
+    );
+    let (_, out, _) = run(&[
+        "check",
+        r#"{"vendor": "auth0", "plan": "free", "edition": "2020"}"#,
+    ]);
+    assert!(
+        out.starts_with("(argument): ok: auth0/free (enforce), 25 buckets"),
+        "{out}"
+    );
+    let legacy = r#"{"vendor": "auth0", "plan": "developer-legacy", "edition": "2026"}"#;
+    let (code, out, err) = run(&["check", legacy]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(err, format!("(argument): {}\n", filter_refusal(legacy)));
+    assert!(err.contains("field `edition`"), "{err}");
+}
+
 #[test]
 fn yaml_refusals_name_the_document_and_the_plugin() {
     let file = "cli/tests/data/mixed.yaml";
@@ -247,6 +275,15 @@ fn explain_matches_its_golden_output() {
         ],
     );
     golden(
+        "explain-auth0-2026-organizations.txt",
+        &[
+            "explain",
+            r#"{"vendor": "auth0", "plan": "enterprise-prod", "edition": "2026"}"#,
+            "POST",
+            "/api/v2/organizations",
+        ],
+    );
+    golden(
         "explain-onelogin-shadow.txt",
         &[
             "explain",
@@ -299,6 +336,15 @@ fn routes_matches_its_golden_output() {
     golden(
         "routes-envoy-yaml.md",
         &["routes", "envoy/envoy.yaml", "--markdown"],
+    );
+    // Auth0's current tables (edition 2026): the edition in the title, and
+    // a burst refilled at its own rate read as both.
+    golden(
+        "routes-auth0-2026-free.txt",
+        &[
+            "routes",
+            r#"{"vendor": "auth0", "plan": "free", "edition": "2026"}"#,
+        ],
     );
     golden(
         "routes-custom.txt",

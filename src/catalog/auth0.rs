@@ -301,17 +301,62 @@ fn add_row_buckets(
     .collect()
 }
 
-/// Builds the Auth0 policy for a canonical plan; `import_job_hold_secs` is
-/// how long an accepted import job counts as active.
-pub fn policy(plan: &str, import_job_hold_secs: u64, catalogs: &[String]) -> PolicySpec {
-    let mut spec = if catalogs.iter().any(|c| c == "management") {
-        management_policy(plan, import_job_hold_secs)
-    } else {
-        PolicySpec::default()
+/// Which Management API tables apply: the seed page's (`"2020"`, this
+/// module, the default) or Auth0's "Rate Limit Configurations" pages as
+/// they are today (`"2026"`, `auth0_2026`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edition {
+    Seed2020,
+    Current2026,
+}
+
+/// The editions' names, the default first.
+pub const EDITIONS: [&str; 2] = ["2020", "2026"];
+
+impl Edition {
+    pub fn name(self) -> &'static str {
+        match self {
+            Edition::Seed2020 => EDITIONS[0],
+            Edition::Current2026 => EDITIONS[1],
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Edition> {
+        [Edition::Seed2020, Edition::Current2026]
+            .into_iter()
+            .find(|e| e.name() == name)
+    }
+
+    /// Whether the edition has tables for a canonical plan.
+    pub fn has_plan(self, plan: &str) -> bool {
+        match self {
+            Edition::Seed2020 => PLANS.contains(&plan),
+            Edition::Current2026 => super::auth0_2026::Page::of_plan(plan).is_some(),
+        }
+    }
+}
+
+/// Builds the Auth0 policy for a canonical plan (one `edition.has_plan`);
+/// `import_job_hold_secs` is how long an accepted import job counts as active.
+pub fn policy(
+    plan: &str,
+    import_job_hold_secs: u64,
+    catalogs: &[String],
+    edition: Edition,
+) -> PolicySpec {
+    let page = super::auth0_2026::Page::of_plan(plan);
+    let mut spec = match (catalogs.iter().any(|c| c == "management"), edition, page) {
+        (false, _, _) => PolicySpec::default(),
+        (true, Edition::Current2026, Some(page)) => {
+            super::auth0_2026::management_policy(page, plan, import_job_hold_secs)
+        }
+        (true, _, _) => management_policy(plan, import_job_hold_secs),
     };
     // The Authentication API answers a dynamic client registration refusal
     // in its own (OAuth) form.
-    let oidc = spec.bucket_index("auth0.self-service.oidc-register.per-second");
+    let oidc = spec
+        .bucket_index("auth0.self-service.oidc-register.per-second")
+        .or_else(|| spec.bucket_index("auth0.endpoint.oidc-register"));
     if let Some(b) = oidc.and_then(|i| spec.buckets.get_mut(i)) {
         b.reject = RejectBody::OAuth(super::auth0_authentication::TOO_MANY_REQUESTS.to_string());
     }
@@ -348,12 +393,7 @@ fn management_policy(plan: &str, import_job_hold_secs: u64) -> PolicySpec {
             bucket.reject = RejectBody::StandardSaying(GLOBAL_LIMIT_MESSAGE.to_string());
         }
     }
-    let spa = spec.bucket(Bucket::new(
-        "auth0.spa.current-user",
-        "SPA access tokens with current_user scopes, per user",
-        token_bucket(SPA_PER_MINUTE, 60),
-        Scope::JwtSubjectWithScope("current_user".to_string()),
-    ));
+    let spa = add_spa_bucket(&mut spec);
 
     let self_service = matches!(plan, "free" | "self-service");
     let rows: &[EndpointRow] = if self_service {
@@ -398,6 +438,28 @@ fn management_policy(plan: &str, import_job_hold_secs: u64) -> PolicySpec {
     api_wide.extend(&other);
     api_wide.push(spa);
 
+    add_import_jobs(&mut spec, &api_wide, import_job_hold_secs);
+    spec.route(None, &["/api/v2/*"], Target::Buckets(api_wide));
+    spec
+}
+
+/// Adds the SPA `current_user` bucket (every edition has it).
+pub(super) fn add_spa_bucket(spec: &mut PolicySpec) -> usize {
+    spec.bucket(Bucket::new(
+        "auth0.spa.current-user",
+        "SPA access tokens with current_user scopes, per user",
+        token_bucket(SPA_PER_MINUTE, 60),
+        Scope::JwtSubjectWithScope("current_user".to_string()),
+    ))
+}
+
+/// Adds the import-jobs concurrency bucket and its route, behind the
+/// buckets `api_wide` (every edition has it).
+pub(super) fn add_import_jobs(
+    spec: &mut PolicySpec,
+    api_wide: &[usize],
+    import_job_hold_secs: u64,
+) {
     // Import jobs: the other-endpoint buckets first, then the concurrency
     // hold, so a request refused for rate takes no hold.
     let mut jobs = Bucket::new(
@@ -414,15 +476,13 @@ fn management_policy(plan: &str, import_job_hold_secs: u64) -> PolicySpec {
     jobs.reject = RejectBody::Message(IMPORT_JOBS_MESSAGE.to_string());
     jobs.release_on_upstream_failure = true;
     let jobs = spec.bucket(jobs);
-    let mut import = api_wide.clone();
+    let mut import = api_wide.to_vec();
     import.push(jobs);
     spec.route(
         Some(&["POST"]),
         &[IMPORT_JOBS_PATH],
         Target::Buckets(import),
     );
-    spec.route(None, &["/api/v2/*"], Target::Buckets(api_wide));
-    spec
 }
 
 #[cfg(test)]

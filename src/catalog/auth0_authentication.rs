@@ -143,7 +143,7 @@ pub const TOO_MANY_REQUESTS: &str = "Too many requests. Check the X-RateLimit-Li
 pub const GLOBAL_LIMIT: &str = "Global limit has been reached";
 
 /// A bucket holding `burst` and refilling `sustained` per `period`.
-fn limit(burst: u64, sustained: u64, period_secs: u64) -> Limit {
+pub(crate) fn limit(burst: u64, sustained: u64, period_secs: u64) -> Limit {
     Limit {
         algorithm: Algorithm::TokenBucket,
         limit: burst,

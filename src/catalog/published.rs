@@ -33,6 +33,8 @@ copies!(
     "auth0-self-service",
     "auth0-figures",
     "auth0-authentication",
+    "auth0-2026-tenant",
+    "auth0-2026-endpoints",
     "onelogin",
 );
 

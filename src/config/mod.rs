@@ -49,6 +49,8 @@ const MAX_MAX_KEYS: u64 = 4_194_304;
 pub struct Config {
     pub vendor: String,
     pub plan: String,
+    /// Auth0: which Management API tables the policy was built from.
+    pub edition: Option<auth0::Edition>,
     pub dialect: Dialect,
     pub mode: Mode,
     pub headers: HeaderStyle,
@@ -82,6 +84,7 @@ pub const FIELDS: &[&str] = &[
     "vendor",
     "plan",
     "catalogs",
+    "edition",
     "import_job_hold_seconds",
     "scope",
     "bucket_scopes",
@@ -140,12 +143,14 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     };
     only_for("catalogs", &["okta", "auth0"])?;
     only_for("import_job_hold_seconds", &["auth0"])?;
+    only_for("edition", &["auth0"])?;
     only_for("routes", &["custom"])?;
     only_for("dialect", &["custom"])?;
     only_for("retry_after", &["onelogin", "custom"])?;
     only_for("client_limits", &["okta"])?;
     only_for("principal_share_percent", &["okta"])?;
 
+    let mut auth0_edition = None;
     let (plan, mut policy, dialect) = match vendor {
         "okta" => {
             let plan = plan(
@@ -191,7 +196,31 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
                     format!("must name at least one of: {}", auth0::CATALOGS.join(", ")),
                 );
             }
-            (plan, auth0::policy(plan, hold, &catalogs), Dialect::Auth0)
+            let edition = match obj.get("edition") {
+                None => auth0::Edition::Seed2020,
+                Some(v) => {
+                    let name = one_of(v, "edition", &auth0::EDITIONS)?;
+                    auth0::Edition::from_name(name).unwrap_or(auth0::Edition::Seed2020)
+                }
+            };
+            if !edition.has_plan(plan) {
+                return err(
+                    "edition",
+                    format!(
+                        "edition \"{}\" has no tables for plan {plan} (Auth0's current pages \
+                         print none); leave `edition` out for the seed page's ({}) or choose \
+                         another plan",
+                        edition.name(),
+                        auth0::EDITIONS[0]
+                    ),
+                );
+            }
+            auth0_edition = Some(edition);
+            (
+                plan,
+                auth0::policy(plan, hold, &catalogs, edition),
+                Dialect::Auth0,
+            )
         }
         "onelogin" => {
             let plan = match obj.get("plan") {
@@ -307,6 +336,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         published_limits: applied.published_limits,
         vendor: vendor.to_string(),
         plan: plan.to_string(),
+        edition: auth0_edition,
         dialect,
         mode,
         headers,
@@ -614,5 +644,73 @@ mod tests {
         assert_eq!(c.dialect, Dialect::Okta);
         assert_eq!(c.policy.buckets[0].limit.algorithm, Algorithm::TokenBucket);
         crate::policy::Policy::compile(c.policy).unwrap();
+    }
+
+    #[test]
+    fn auth0_edition_is_checked_and_its_errors_name_it() {
+        let refused = |json: &str| parse_str(json).unwrap_err();
+        let e = refused(r#"{"vendor": "auth0", "plan": "free", "edition": "2025"}"#);
+        assert_eq!(e.field, "edition");
+        assert_eq!(e.problem, "unknown value \"2025\"; one of: 2020, 2026");
+        let e = refused(r#"{"vendor": "auth0", "plan": "free", "edition": 2026}"#);
+        assert_eq!(e.field, "edition");
+        assert!(e.problem.contains("must be a string"), "{}", e.problem);
+        let e = refused(r#"{"vendor": "okta", "plan": "enterprise", "edition": "2026"}"#);
+        assert_eq!(e.field, "edition");
+        assert_eq!(e.problem, "only applies to vendor auth0");
+        let e = refused(r#"{"vendor": "auth0", "plan": "developer-legacy", "edition": "2026"}"#);
+        assert_eq!(e.field, "edition");
+        assert!(
+            e.problem.contains("no tables for plan developer-legacy"),
+            "{}",
+            e.problem
+        );
+        // Another vendor has no edition; Auth0 says which it was built from.
+        let okta = parse_str(r#"{"vendor": "okta", "plan": "enterprise"}"#).unwrap();
+        assert_eq!(okta.edition, None);
+        let c = parse_str(r#"{"vendor": "auth0", "plan": "free", "edition": "2026"}"#).unwrap();
+        assert_eq!(c.edition, Some(auth0::Edition::Current2026));
+    }
+
+    /// Naming the seed edition changes nothing: the same buckets, limits and
+    /// routes as leaving `edition` out.
+    #[test]
+    fn auth0_seed_edition_is_the_default() {
+        for plan in auth0::PLANS {
+            let implicit =
+                parse_str(&format!(r#"{{"vendor": "auth0", "plan": "{plan}"}}"#)).unwrap();
+            let explicit = parse_str(&format!(
+                r#"{{"vendor": "auth0", "plan": "{plan}", "edition": "2020"}}"#
+            ))
+            .unwrap();
+            assert_eq!(implicit.edition, Some(auth0::Edition::Seed2020));
+            assert_eq!(explicit.edition, implicit.edition);
+            assert_eq!(
+                format!("{:?}", explicit.policy),
+                format!("{:?}", implicit.policy),
+                "{plan}"
+            );
+        }
+    }
+
+    #[test]
+    fn auth0_2026_edition_compiles_for_every_plan_it_has() {
+        for plan in auth0::PLANS
+            .iter()
+            .filter(|p| **p != "developer-legacy")
+            .chain(&["trial"])
+        {
+            for catalogs in [
+                r#"["management"]"#,
+                r#"["authentication"]"#,
+                r#"["management", "authentication"]"#,
+            ] {
+                let c = parse_str(&format!(
+                    r#"{{"vendor": "auth0", "plan": "{plan}", "edition": "2026", "catalogs": {catalogs}}}"#
+                ))
+                .unwrap();
+                crate::policy::Policy::compile(c.policy).unwrap();
+            }
+        }
     }
 }
