@@ -243,7 +243,7 @@ fn random_json(rng: &mut Rng, depth: usize) -> serde_json::Value {
         "header",
     ];
     let fields: Vec<&str> = config::FIELDS.iter().chain(&NESTED).copied().collect();
-    const STRINGS: [&str; 17] = [
+    const STRINGS: [&str; 19] = [
         "vendor",
         "okta",
         "auth0",
@@ -261,6 +261,8 @@ fn random_json(rng: &mut Rng, depth: usize) -> serde_json::Value {
         "/api/v1/*",
         "/a/{*r}/b",
         "okta.management.logs",
+        "2020",
+        "2026",
     ];
     match rng.below(if depth > 3 { 5 } else { 8 }) {
         0 => Value::Null,

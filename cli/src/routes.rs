@@ -308,7 +308,7 @@ pub fn render(tables: &[Table], across_plans: bool, format: Format) -> Result<St
     }
     let mut head: Vec<String> = vec!["row".into(), "bucket".into(), "routes".into()];
     if across_plans {
-        head.extend(tables.iter().map(|t| describe::plan(&t.plan, t.edition)));
+        head.extend(tables.iter().map(|t| t.plan.clone()));
     } else {
         head.push("limit".into());
     }
@@ -364,8 +364,13 @@ pub fn render(tables: &[Table], across_plans: bool, format: Format) -> Result<St
                 describe::count(t.rows.len(), "bucket")
             ),
             _ => format!(
-                "{}, across plans: {}\n",
+                "{}{}, across plans: {}\n",
                 tables.first().map_or("", |t| t.vendor.as_str()),
+                tables
+                    .first()
+                    .and_then(|t| t.edition)
+                    .filter(|e| *e != Edition::Seed2020)
+                    .map_or(String::new(), |e| format!(", edition {}", e.name())),
                 describe::count(body.len(), "bucket")
             ),
         };

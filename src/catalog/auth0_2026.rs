@@ -145,7 +145,7 @@ const Q_ONLY: &str = "applies only when the `q` query parameter is used; the fil
 // Routes shared by the pages that link to the same reference page.
 const ORGS_GET: Routes = Routes::Paths(&[("GET", "/api/v2/organizations")]);
 const ORG_GET: Routes = Routes::Paths(&[("GET", "/api/v2/organizations/{id}")]);
-const ORG_BY_NAME: Routes = Routes::Paths(&[("GET", "/api/v2/organizations/name/{id}")]);
+const ORG_BY_NAME: Routes = Routes::Paths(&[("GET", "/api/v2/organizations/name/{name}")]);
 const ORGS_WRITE: Routes = Routes::Paths(&[
     ("POST", "/api/v2/organizations"),
     ("PATCH", "/api/v2/organizations/{id}"),
@@ -182,20 +182,20 @@ const CUSTOM_DOMAIN_VERIFY: Routes =
     Routes::Paths(&[("POST", "/api/v2/custom-domains/{id}/verify")]);
 const CONNECTION_STATUS: Routes = Routes::Paths(&[("GET", "/api/v2/connections/{id}/status")]);
 const SIGNING_KEYS_ROTATE: Routes = Routes::Paths(&[("POST", "/api/v2/keys/signing/rotate")]);
-const PARTIALS_GET: Routes = Routes::Paths(&[("GET", "/api/v2/prompts/{id}/partials")]);
-const PARTIALS_PUT: Routes = Routes::Paths(&[("PUT", "/api/v2/prompts/{id}/partials")]);
+const PARTIALS_GET: Routes = Routes::Paths(&[("GET", "/api/v2/prompts/{prompt}/partials")]);
+const PARTIALS_PUT: Routes = Routes::Paths(&[("PUT", "/api/v2/prompts/{prompt}/partials")]);
 const ORG_CLIENT_GRANTS_GET: Routes =
     Routes::Paths(&[("GET", "/api/v2/organizations/{id}/client-grants")]);
 const ORG_CLIENT_GRANTS_POST: Routes =
     Routes::Paths(&[("POST", "/api/v2/organizations/{id}/client-grants")]);
 const EMAIL_TEMPLATES_WRITE: Routes = Routes::Paths(&[
     ("POST", "/api/v2/email-templates"),
-    ("PATCH", "/api/v2/email-templates/{id}"),
-    ("DELETE", "/api/v2/email-templates/{id}"),
+    ("PATCH", "/api/v2/email-templates/{name}"),
+    ("DELETE", "/api/v2/email-templates/{name}"),
 ]);
 const EMAIL_TEMPLATES_GET: Routes = Routes::Paths(&[
     ("GET", "/api/v2/email-templates"),
-    ("GET", "/api/v2/email-templates/{id}"),
+    ("GET", "/api/v2/email-templates/{name}"),
 ]);
 const EMAIL_PROVIDER_WRITE: Routes = Routes::Paths(&[
     ("POST", "/api/v2/emails/provider"),
