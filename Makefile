@@ -81,7 +81,7 @@ e2e: build $(ENVOY) $(SDK_STAMP) $(PROMTOOL) redis-server rls-fixture
 ## Then binaryen's wasm-opt over it, in place (`cp` keeps the file cargo hard-links, so cargo
 ## never puts the unoptimised one back; once per new build: the stamp), for speed
 ## by default; `make build WASM_SIZE=small` builds for size instead (rustc opt-level z,
-## wasm-opt -Oz): 307 KB instead of 410 KB, for about 6 us more per request (bench/RESULTS.md).
+## wasm-opt -Oz): 318 KB instead of 423 KB, for about 6 us more per request (README, Cost).
 WASM_SIZE     ?= fast
 WASM_OPT      ?= wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
