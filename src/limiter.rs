@@ -105,6 +105,7 @@ impl Limit {
                 None => self.full(now),
             },
             Algorithm::TokenBucket => {
+                let now = self.bucket_now(state, now);
                 let tat = self.clamped_tat(state, now);
                 let remaining = self.tokens_at(tat, now);
                 Outcome {
@@ -187,8 +188,8 @@ impl Limit {
                 (start == taken_start && count > 0).then(|| [start, count - 1, 0])
             }
             Algorithm::TokenBucket => {
-                let [tat, _, _] = s;
-                (tat > now).then_some([tat.saturating_sub(self.interval_us()).max(now), 0, 0])
+                let [tat, last, _] = s;
+                (tat > now).then_some([tat.saturating_sub(self.interval_us()).max(now), last, 0])
             }
             Algorithm::Concurrency => {
                 // The hold this request added is the latest expiry it wrote.
@@ -292,7 +293,20 @@ impl Limit {
         now.saturating_add(self.window_us).saturating_sub(tat) / self.interval_us()
     }
 
+    /// The time a token bucket decides at: `now`, or the time of the
+    /// decision last written if that is later (by less than a window).
+    /// Workers read the clock before they read the state, so the request
+    /// that wins the compare-and-swap second may hold the earlier clock
+    /// reading; deciding at it would report one token fewer than are left.
+    fn bucket_now(&self, state: Option<State>, now: u64) -> u64 {
+        match state {
+            Some([_, last, _]) if last > now && last <= now.saturating_add(self.window_us) => last,
+            _ => now,
+        }
+    }
+
     fn token_bucket(&self, state: Option<State>, now: u64) -> (Outcome, Option<State>) {
+        let now = self.bucket_now(state, now);
         let t = self.interval_us();
         let tat = self.clamped_tat(state, now);
         let new_tat = tat.saturating_add(t);
@@ -310,7 +324,7 @@ impl Limit {
             remaining: ((horizon - new_tat) / t).min(self.limit),
             reset_us: self.next_token(new_tat, now),
         };
-        (out, Some([new_tat, 0, 0]))
+        (out, Some([new_tat, now, 0]))
     }
 
     fn concurrency(&self, state: Option<State>, now: u64) -> (Outcome, Option<State>) {
@@ -521,6 +535,27 @@ mod tests {
         assert_eq!(run(&l, &mut s, T0 + 825_000, 11), 10);
         // After a full minute idle, the bucket is full again, never fuller.
         assert_eq!(run(&l, &mut s, T0 + 200 * SEC, 900), 800);
+    }
+
+    /// Two workers: the one that read the clock first writes second. Its
+    /// Remaining is the tokens left, not one fewer.
+    #[test]
+    fn token_bucket_decides_at_the_latest_written_time() {
+        let l = bucket(5, 86_400);
+        let (first, s1) = l.acquire(None, T0 + 10);
+        // Read the clock at T0 + 5, before the first request's T0 + 10.
+        let (second, s2) = l.acquire(s1, T0 + 5);
+        let (third, _) = l.acquire(s2, T0 + 7);
+        assert_eq!(
+            [first.remaining, second.remaining, third.remaining],
+            [4, 3, 2]
+        );
+        assert_eq!(l.peek(s2, T0 + 5).remaining, 3);
+        // A stored time more than a window ahead (a clock step) is ignored.
+        assert_eq!(
+            l.acquire(Some([T0, T0 + 90_000 * SEC, 0]), T0).0.remaining,
+            4
+        );
     }
 
     #[test]
