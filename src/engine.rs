@@ -304,11 +304,26 @@ impl Engine {
         let mut remote = Vec::new();
         // (bucket, owner, key) of each bucket counted here.
         let mut local: Vec<(usize, u64, String)> = Vec::with_capacity(buckets.len());
+        // Each scope's key and owner, worked out once per request (most
+        // buckets share the org's host).
+        let mut scopes: Vec<(&Scope, Option<(String, u64)>)> = Vec::with_capacity(2);
         for index in buckets {
             let Some(bucket) = self.policy.buckets.get(index) else {
                 continue;
             };
-            let Some(key) = Self::scope_key(&bucket.scope, facts) else {
+            let known = scopes.iter().find(|(s, _)| **s == bucket.scope);
+            let counted = match known {
+                Some((_, counted)) => counted.clone(),
+                None => {
+                    let counted = Self::scope_key(&bucket.scope, facts).map(|key| {
+                        let owner = bucket.scope.owner_fingerprint(&key);
+                        (key, owner)
+                    });
+                    scopes.push((&bucket.scope, counted.clone()));
+                    counted
+                }
+            };
+            let Some((key, owner)) = counted else {
                 continue;
             };
             if self.counts_remotely(index) {
@@ -327,7 +342,7 @@ impl Engine {
                 });
                 continue;
             }
-            local.push((index, bucket.scope.owner_fingerprint(&key), key));
+            local.push((index, owner, key));
         }
         // One transaction per owner, owners in the order their buckets come.
         let mut members = Vec::with_capacity(local.len());
