@@ -32,19 +32,6 @@ fn assert_reset(reset: u64, t0: f64, t1: f64, delay: f64, what: &str) {
     );
 }
 
-/// A forwarded, counted 2xx response; returns (limit, remaining, reset).
-fn admitted(s: &Sent, what: &str) -> (u64, u64, u64) {
-    assert!(
-        (200..300).contains(&s.r.status),
-        "{what}: expected admitted, got {} {:?} {}",
-        s.r.status,
-        s.r.headers,
-        s.r.body_str()
-    );
-    assert!(s.r.reached_upstream(), "{what}: not forwarded");
-    rate(&s.r)
-}
-
 /// (limit, remaining) of an admitted response.
 fn lr(s: &Sent, what: &str) -> (u64, u64) {
     let (limit, remaining, _) = admitted(s, what);

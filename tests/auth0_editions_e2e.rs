@@ -23,19 +23,6 @@ fn host(name: &str) -> [(&str, &str); 1] {
     [("host", name)]
 }
 
-/// A forwarded, counted 2xx response; returns (limit, remaining, reset).
-fn admitted(s: &Sent, what: &str) -> (u64, u64, u64) {
-    assert!(
-        (200..300).contains(&s.r.status),
-        "{what}: expected admitted, got {} {:?} {}",
-        s.r.status,
-        s.r.headers,
-        s.r.body_str()
-    );
-    assert!(s.r.reached_upstream(), "{what}: not forwarded");
-    rate(&s.r)
-}
-
 /// Asserts Auth0's rate-limit 429 from a bucket of `limit`, answered by the
 /// filter, with `message` (the tenant limit's, or an endpoint bucket's
 /// pointer at the headers). Returns (reset, Retry-After).

@@ -8,10 +8,25 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::envoy::Envoy;
-use super::http1::{parse_response, raw_request, Response, IO_TIMEOUT};
+use super::http1::{parse_response, rate, raw_request, Response, Sent, IO_TIMEOUT};
 
 /// The smallest Okta plan: 20 a minute on /api/v1/logs.
 pub const OKTA_FREE: &str = r#"{"vendor": "okta", "plan": "integrator-free"}"#;
+
+/// A forwarded, counted 2xx response; returns its rate-limit headers'
+/// (limit, remaining, reset).
+#[track_caller]
+pub fn admitted(s: &Sent, what: &str) -> (u64, u64, u64) {
+    assert!(
+        (200..300).contains(&s.r.status),
+        "{what}: expected admitted, got {} {:?} {}",
+        s.r.status,
+        s.r.headers,
+        s.r.body_str()
+    );
+    assert!(s.r.reached_upstream(), "{what}: not forwarded");
+    rate(&s.r)
+}
 
 /// A counted, forwarded response with Okta's headers saying `limit` and `remaining`.
 #[track_caller]
