@@ -13,7 +13,7 @@ PROMTOOL      := $(VENV)/bin/promtool
 export ENVOY_BIN := $(abspath $(ENVOY))
 export PROMTOOL_BIN := $(abspath $(PROMTOOL))
 
-.PHONY: run test build cli wasm-target wasm-opt envoy lint unit e2e clean oci test-matrix fuzz redis-server rls-fixture
+.PHONY: run test build cli wasm-target wasm-opt envoy lint unit e2e clean oci test-matrix fuzz redis-server rls-fixture wasm-profile
 
 ## Build the filter and start Envoy on 127.0.0.1:10000 (admin :9901).
 run: build $(ENVOY)
@@ -123,6 +123,15 @@ bench: build $(ENVOY)
 .PHONY: profile
 profile: wasm-target $(ENVOY)
 	BENCH_PROFILE=1 python3 bench/run.py
+
+## Which functions the wasm-side µs go to: the .wasm in Node.js's V8 (TurboFan, as Envoy runs it)
+## under a stub proxy-wasm host, timed against the no-op filter and sampled (bench/wasm_profile.py).
+## WASM_PROFILE_BASELINE=<old .wasm> adds a before/after column. Needs node (Debian nodejs).
+.PHONY: wasm-profile
+wasm-profile: build
+	@command -v node >/dev/null || { echo "installing nodejs (apt-get)"; \
+	  apt-get install -y -qq nodejs >/dev/null; }
+	python3 bench/wasm_profile.py
 
 ## The wasm target, added through rustup when missing.
 wasm-target:

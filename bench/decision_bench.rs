@@ -7,11 +7,37 @@
 //! Markdown table row per case; the median of RUNS runs of N decisions each.
 //! A benchmark, not a test: nothing here asserts on time.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use idp_ratelimit::engine::{Engine, RequestFacts, Verdict};
 use idp_ratelimit::store::MemoryStore;
+
+/// The system allocator, counting allocations: the decision's heap traffic
+/// (in wasm every allocation is dlmalloc's work, a visible share of the cost).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 struct Facts {
     method: &'static str,
@@ -99,6 +125,7 @@ fn run(case: &Case, n: u64, runs: u64) -> Result<(), String> {
     };
     let mut per_run = Vec::new();
     let mut rejected = 0u64;
+    let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..runs {
         let start = Instant::now();
         for i in 0..n {
@@ -117,9 +144,11 @@ fn run(case: &Case, n: u64, runs: u64) -> Result<(), String> {
         }
         per_run.push(start.elapsed().as_nanos() as f64 / n as f64);
     }
+    let allocations =
+        (ALLOCATIONS.load(Ordering::Relaxed) - allocations_before) as f64 / (n * runs) as f64;
     let raw: Vec<String> = per_run.iter().map(|x| format!("{x:.0}")).collect();
     println!(
-        "| {} | {} {} | {} | {} | {:.0} | {} |",
+        "| {} | {} {} | {} | {} | {:.0} | {allocations:.1} | {} |",
         case.name,
         case.facts.method,
         case.facts.path,
@@ -172,8 +201,8 @@ fn main() {
     ];
     println!("decision_bench: {n} decisions per run, median of {runs} runs (MemoryStore)");
     println!();
-    println!("| case | request | buckets counted | verdict | ns/decision (median) | ns/decision per run |");
-    println!("|---|---|---|---|---:|---|");
+    println!("| case | request | buckets counted | verdict | ns/decision (median) | allocations/decision | ns/decision per run |");
+    println!("|---|---|---|---|---:|---:|---|");
     for case in &cases {
         if let Err(e) = run(case, n, runs) {
             eprintln!("{}: {e}", case.name);
