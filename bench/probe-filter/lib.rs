@@ -11,6 +11,20 @@
 //! * `resp_header`: set a response header (on the response headers);
 //! * `property`: set a new filter-state property (`set_property`), as the
 //!   filter publishes its access-log fields.
+//!
+//! Or one of two *floor* probes, the least host work any filter with
+//! idp-ratelimit's behaviour must do per request, made as idp-ratelimit
+//! makes those calls and nothing else (no metrics, no properties, no
+//! allocation beyond what the calls hand over):
+//!
+//! * `floor-counted`, a counted request: on the request headers one clock
+//!   read, the request headers in one `proxy_get_header_map_pairs` call, one
+//!   shared-data get of a `FLOOR_CELL_BYTES` cell and one CAS write of it
+//!   back; on the response headers three rate-limit header writes with
+//!   values as long as the filter's;
+//! * `floor-unmatched`, a request no route matches: the request headers in
+//!   one `proxy_get_header_map_pairs` call (`:method` and `:path` are needed
+//!   to know that).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -31,6 +45,8 @@ enum Call {
     Metric,
     RespHeader,
     Property,
+    FloorCounted,
+    FloorUnmatched,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -41,6 +57,21 @@ struct Probe {
 }
 
 const SHARED_KEY: &str = "probe/group";
+const FLOOR_KEY: &str = "probe/floor/g0";
+/// The cell a counted Okta request reads and writes (src/table.rs): the
+/// 8-byte header and one 48-byte entry for each of its two buckets under the
+/// org's key (okta.management.users, okta.concurrency).
+const FLOOR_CELL_BYTES: usize = 8 + 2 * 48;
+/// The word a count changes: the first entry's first state word (an entry is
+/// owner, bucket, stale_after, then its three state words).
+const FLOOR_COUNT_AT: usize = 8 + 3 * 8;
+/// Okta's three rate-limit headers, values as long as the bench's.
+const FLOOR_RESPONSE_HEADERS: [(&str, &str); 3] = [
+    ("x-rate-limit-limit", "1000000000"),
+    ("x-rate-limit-remaining", "999999999"),
+    ("x-rate-limit-reset", "1796173399"),
+];
+#[rustfmt::skip]
 const PROPERTIES: [&str; 32] = [
     "probe.p0", "probe.p1", "probe.p2", "probe.p3", "probe.p4", "probe.p5", "probe.p6",
     "probe.p7", "probe.p8", "probe.p9", "probe.p10", "probe.p11", "probe.p12", "probe.p13",
@@ -68,6 +99,23 @@ impl RootContext for Root {
         let text = String::from_utf8_lossy(&bytes);
         let text = text.trim().trim_matches('"');
         if text.is_empty() {
+            return true;
+        }
+        let floor = match text {
+            "floor-counted" => Some(Call::FloorCounted),
+            "floor-unmatched" => Some(Call::FloorUnmatched),
+            _ => None,
+        };
+        if let Some(call) = floor {
+            let cell = [0u8; FLOOR_CELL_BYTES];
+            if hostcalls::set_shared_data(FLOOR_KEY, Some(&cell), None).is_err() {
+                return false;
+            }
+            self.probe = Probe {
+                call,
+                n: 0,
+                metric: 0,
+            };
             return true;
         }
         let Some((call, n)) = text.split_once(':') else {
@@ -109,6 +157,13 @@ impl Context for Http {}
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let p = self.probe;
+        match p.call {
+            Call::FloorCounted => floor_counted_request(),
+            Call::FloorUnmatched => {
+                let _ = raw::request_header_pairs();
+            }
+            _ => {}
+        }
         for i in 0..p.n {
             match p.call {
                 Call::Time => {
@@ -131,13 +186,18 @@ impl HttpContext for Http {
                     let name = PROPERTIES[i as usize % PROPERTIES.len()];
                     let _ = hostcalls::set_property(vec![name], Some(b"okta.management.users"));
                 }
-                Call::Nothing | Call::RespHeader => {}
+                Call::Nothing | Call::RespHeader | Call::FloorCounted | Call::FloorUnmatched => {}
             }
         }
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if self.probe.call == Call::FloorCounted {
+            for (name, value) in FLOOR_RESPONSE_HEADERS {
+                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+            }
+        }
         if self.probe.call == Call::RespHeader {
             for i in 0..self.probe.n as usize {
                 let name = RESPONSE_HEADERS[i % RESPONSE_HEADERS.len()];
@@ -149,5 +209,51 @@ impl HttpContext for Http {
             }
         }
         Action::Continue
+    }
+}
+
+/// A counted request's request-side host calls, as idp-ratelimit makes them:
+/// the clock, the header map, the cell's get and its CAS write.
+fn floor_counted_request() {
+    let _ = hostcalls::get_current_time();
+    let _ = raw::request_header_pairs();
+    if let Ok((Some(mut cell), cas)) = hostcalls::get_shared_data(FLOOR_KEY) {
+        if let Some(count) = cell.get_mut(FLOOR_COUNT_AT) {
+            *count = count.wrapping_add(1);
+        }
+        let _ = hostcalls::set_shared_data(FLOOR_KEY, Some(&cell), cas);
+    }
+}
+
+/// The request headers with one raw `proxy_get_header_map_pairs`, as
+/// idp-ratelimit reads them (src/filter.rs, `raw::request_header_pairs`):
+/// the SDK's `get_http_request_headers` makes the same single call but then
+/// copies every name and value into a `String`.
+mod raw {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+    }
+
+    /// proxy-wasm's map type of the request headers.
+    const REQUEST_HEADERS: u32 = 0;
+
+    /// The serialised header map the host hands over (empty if it refuses).
+    pub fn request_header_pairs() -> Vec<u8> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: both out-pointers are live locals for the call.
+        let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
+        if status != 0 || data.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: the host allocated `size` bytes at `data` through the SDK's
+        // `proxy_on_memory_allocate` and hands them over, as the SDK's own
+        // `get_map` takes them.
+        unsafe { Vec::from_raw_parts(data, size, size) }
     }
 }
