@@ -21,14 +21,26 @@ load generator's core; their CPU is reported apart), and three
 that show where the filter's time goes: a no-op Rust proxy-wasm filter (the
 cost of any wasm filter), idp-ratelimit on a path no route matches (its fixed
 cost), idp-ratelimit with its response headers off, and a custom vendor of
-1,000 routes (custom-1000: cost flat in the number of routes?).
+1,000 routes (custom-1000: cost flat in the number of routes?); and two floor
+probes (bench/probe-filter), which make only the host calls the filter's
+behaviour cannot avoid, as the filter makes them, and nothing else:
+floor-counted those of a counted request (one clock read, the request
+headers in one proxy_get_header_map_pairs, one shared-data get of a 104-byte
+cell and its CAS write, three response-header writes), floor-unmatched that
+of an unmatched one (the header map).
 
 Then the medians over rounds and each configuration's ratios to the floor,
 and, for idp-ratelimit, the figure issue 13 sets its goals in ("added ÷
 no-op added": per round, (configuration - floor) / (noop-wasm - floor) in
 Envoy CPU per request, median over rounds; noop-wasm joins every run with a
-wasm configuration), in the summary and as a short table at the end of
-stdout; the buckets each configuration counted (from its counters);
+wasm configuration; the floor probes get it too), in the summary and as a
+short table at the end of stdout, beside "added ÷ floor probe's added" (the
+same with the configuration's floor probe in place of noop-wasm: okta, auth0,
+custom-1000 against floor-counted, okta-unmatched against floor-unmatched,
+and their -before ones likewise; how far the filter is from the least any
+filter doing its work can cost; both floor probes join every run with an
+idp-ratelimit configuration); the buckets each configuration counted (from
+its counters);
 plus the size of the release .wasm and the host-side cost of one decision
 (`cargo run --release --example decision_bench`). The Markdown report goes to
 stdout and bench/RESULTS.md; scratch files (configs, logs) to bench/work/.
@@ -40,17 +52,20 @@ Plain Python 3 standard library. Knobs (environment):
   BENCH_WARMUP     warm-up requests per Envoy before the first round (20000)
   BENCH_CLIENTS    h2load keep-alive connections (8)
   BENCH_CONFIGS    comma-separated configuration names (default all; the
-                   floor always runs, noop-wasm with any idp-ratelimit one):
+                   floor always runs, noop-wasm, floor-counted and
+                   floor-unmatched with any idp-ratelimit one):
                    floor, native, okta, auth0, okta-fleet, noop-wasm,
-                   okta-unmatched, custom-1000, okta-noheaders (and the
-                   probes, and the -before ones)
+                   floor-counted, floor-unmatched, okta-unmatched,
+                   custom-1000, okta-noheaders (and the probes, and the
+                   -before ones)
   BENCH_BASELINE_WASM  path of an earlier build of the filter: adds
                    okta-before, auth0-before, okta-unmatched-before and
                    custom-1000-before, the same configurations on it, in the
                    same interleaved rounds (their ratios too)
   BENCH_PROFILE    1 (`make profile`): build the filter with `--features
                    profile` (target/profile), run okta, auth0, okta-unmatched
-                   and custom-1000 on it (with the floor and noop-wasm), read
+                   and custom-1000 on it (with the floor and noop-wasm; no
+                   floor probes), read
                    its idp_ratelimit.profile.* counters from /stats around
                    each round, and write "Where the µs go, per phase" (µs per
                    request per callback, segment of on_http_request_headers
@@ -179,8 +194,12 @@ def wasm_filter(plugin_config, wasm=None, name="idp_ratelimit"):
 
 
 class Variant:
-    def __init__(self, name, label, filters, path, counted, plugin=None, fleet=False):
+    def __init__(self, name, label, filters, path, counted, plugin=None, fleet=False,
+                 floor_probe=None):
         self.name = name
+        # The floor probe doing the host work this configuration cannot avoid
+        # (its "added ÷ floor-probe added"); None where no probe does that work.
+        self.floor_probe = floor_probe
         self.fleet = fleet  # needs the rate-limit service's gRPC cluster
         self.label = label
         self.filters = filters  # () -> YAML text for @HTTP_FILTERS@
@@ -207,13 +226,13 @@ VARIANTS = [
             ["bench_local_rate_limit.http_local_rate_limit.ok"]),
     Variant("okta", "idp-ratelimit, Okta enterprise, GET /api/v1/users",
             wasm_filter(OKTA), "/api/v1/users",
-            [wasm_counter("okta.management.users")], OKTA),
+            [wasm_counter("okta.management.users")], OKTA, floor_probe="floor-counted"),
     Variant("auth0", "idp-ratelimit, Auth0 enterprise-prod, GET /api/v2/users",
             wasm_filter(AUTH0), "/api/v2/users",
             [wasm_counter(b) for b in (
                 "auth0.tenant.per-second", "auth0.tenant.per-minute",
                 "auth0.endpoint.users.per-second",
-                "auth0.endpoint.users.per-minute")], AUTH0),
+                "auth0.endpoint.users.per-minute")], AUTH0, floor_probe="floor-counted"),
     Variant("okta-fleet",
             "idp-ratelimit, Okta enterprise, GET /api/v1/users, fleet mode (fixture RLS + redis)",
             wasm_filter(OKTA_FLEET), "/api/v1/users",
@@ -222,13 +241,21 @@ VARIANTS = [
     Variant("noop-wasm",
             "a no-op Rust proxy-wasm filter (bench/probe-filter): the wasm floor",
             wasm_filter("", PROBE_WASM, "probe"), "/api/v1/users", []),
+    Variant("floor-counted",
+            "bench/probe-filter making only a counted request's unavoidable host calls "
+            "(clock, header map, cell get + CAS, 3 response headers)",
+            wasm_filter("floor-counted", PROBE_WASM, "probe"), "/api/v1/users", []),
+    Variant("floor-unmatched",
+            "bench/probe-filter making only an unmatched request's unavoidable host call "
+            "(header map)",
+            wasm_filter("floor-unmatched", PROBE_WASM, "probe"), "/bench/unmatched", []),
     Variant("okta-unmatched",
             "idp-ratelimit, Okta enterprise, unmatched path (fixed cost)",
-            wasm_filter(OKTA), "/bench/unmatched", [], OKTA),
+            wasm_filter(OKTA), "/bench/unmatched", [], OKTA, floor_probe="floor-unmatched"),
     Variant("custom-1000",
             f"idp-ratelimit, custom vendor with 1,000 routes, GET route {CUSTOM_HIT} (1 bucket)",
             wasm_filter(CUSTOM_1000), f"/c{CUSTOM_HIT}/items/abc123",
-            [wasm_counter(f"routes.{CUSTOM_HIT}")], CUSTOM_1000),
+            [wasm_counter(f"routes.{CUSTOM_HIT}")], CUSTOM_1000, floor_probe="floor-counted"),
     Variant("okta-noheaders",
             "idp-ratelimit, Okta enterprise, GET /api/v1/users, headers: none",
             wasm_filter(OKTA_NO_HEADERS), "/api/v1/users",
@@ -243,20 +270,20 @@ if BASELINE_WASM:
     VARIANTS += [
         Variant("okta-before", f"the same as okta, with {BASELINE_WASM}",
                 wasm_filter(OKTA, Path(BASELINE_WASM).resolve()), "/api/v1/users",
-                [wasm_counter("okta.management.users")], OKTA),
+                [wasm_counter("okta.management.users")], OKTA, floor_probe="floor-counted"),
         Variant("auth0-before", f"the same as auth0, with {BASELINE_WASM}",
                 wasm_filter(AUTH0, Path(BASELINE_WASM).resolve()), "/api/v2/users",
                 [wasm_counter(b) for b in (
                     "auth0.tenant.per-second", "auth0.tenant.per-minute",
                     "auth0.endpoint.users.per-second",
-                    "auth0.endpoint.users.per-minute")], AUTH0),
+                    "auth0.endpoint.users.per-minute")], AUTH0, floor_probe="floor-counted"),
         Variant("okta-unmatched-before", f"the same as okta-unmatched, with {BASELINE_WASM}",
                 wasm_filter(OKTA, Path(BASELINE_WASM).resolve()), "/bench/unmatched", [],
-                OKTA),
+                OKTA, floor_probe="floor-unmatched"),
         Variant("custom-1000-before", f"the same as custom-1000, with {BASELINE_WASM}",
                 wasm_filter(CUSTOM_1000, Path(BASELINE_WASM).resolve()),
                 f"/c{CUSTOM_HIT}/items/abc123", [wasm_counter(f"routes.{CUSTOM_HIT}")],
-                CUSTOM_1000),
+                CUSTOM_1000, floor_probe="floor-counted"),
     ]
 
 PROBE_CALLS = ("time", "header", "shared", "metric", "resp_header", "property")
@@ -648,25 +675,50 @@ def fmt(x, digits=1):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def added_ratio(v, variants):
-    """What an idp-ratelimit configuration adds to the floor's Envoy CPU per
-    request, as a multiple of what the no-op wasm filter adds: per round,
-    (v - floor) / (noop - floor), then the median over rounds. None for a
-    configuration that is not idp-ratelimit (or when noop-wasm did not run)."""
+FLOOR_PROBES = ("floor-counted", "floor-unmatched")
+
+
+def same_round_ratio(v, ref, variants):
+    """What `v` adds to the floor's Envoy CPU per request as a multiple of
+    what `ref` adds: per round, (v - floor) / (ref - floor), then the median
+    over rounds."""
     floor = variants[0]
-    noop = next((n for n in variants if n.name == "noop-wasm"), None)
-    if v.plugin is None or noop is None:
-        return None
     values = []
-    for r, f, n in zip(v.rounds, floor.rounds, noop.rounds):
-        noop_added = n["cpu_us_per_req"] - f["cpu_us_per_req"]
-        if noop_added > 0:
-            values.append((r["cpu_us_per_req"] - f["cpu_us_per_req"]) / noop_added)
+    for r, f, n in zip(v.rounds, floor.rounds, ref.rounds):
+        ref_added = n["cpu_us_per_req"] - f["cpu_us_per_req"]
+        if ref_added > 0:
+            values.append((r["cpu_us_per_req"] - f["cpu_us_per_req"]) / ref_added)
     return med(values) if values else float("nan")
+
+
+def added_ratio(v, variants):
+    """What an idp-ratelimit configuration (or a floor probe) adds to the
+    floor, as a multiple of what the no-op wasm filter adds. None for any
+    other configuration (or when noop-wasm did not run)."""
+    noop = next((n for n in variants if n.name == "noop-wasm"), None)
+    if (v.plugin is None and v.name not in FLOOR_PROBES) or noop is None:
+        return None
+    return same_round_ratio(v, noop, variants)
+
+
+def floor_probe_ratio(v, variants):
+    """What an idp-ratelimit configuration adds to the floor, as a multiple of
+    what its floor probe adds (the least any filter doing its host work can
+    cost): None where it has none, or the probe did not run."""
+    probe = next((n for n in variants if n.name == v.floor_probe), None)
+    if v.floor_probe is None or probe is None:
+        return None
+    return same_round_ratio(v, probe, variants)
 
 
 def fmt_ratio(x):
     return "—" if x is None else fmt(x, 2)
+
+
+def fmt_floor_ratio(v, variants):
+    """"2.10 (floor-counted)", or — where the configuration has no floor probe."""
+    x = floor_probe_ratio(v, variants)
+    return "—" if x is None else f"{fmt(x, 2)} ({v.floor_probe})"
 
 
 def buckets_counted(v):
@@ -678,13 +730,15 @@ def buckets_counted(v):
 
 def ratio_table(variants):
     """The short table `make bench` ends its output with."""
-    lines = ["| configuration | Envoy CPU µs/req | added µs/req | added ÷ no-op added |",
-             "|---|---:|---:|---:|"]
+    lines = ["| configuration | Envoy CPU µs/req | added µs/req | added ÷ no-op added "
+             "| added ÷ floor probe's added |",
+             "|---|---:|---:|---:|---:|"]
     floor = med([r["cpu_us_per_req"] for r in variants[0].rounds])
     for v in variants:
         cpu = med([r["cpu_us_per_req"] for r in v.rounds])
         lines.append(f"| {v.name} | {fmt(cpu, 2)} | {fmt(cpu - floor, 2)} "
-                     f"| {fmt_ratio(added_ratio(v, variants))} |")
+                     f"| {fmt_ratio(added_ratio(v, variants))} "
+                     f"| {fmt_floor_ratio(v, variants)} |")
     return "\n".join(lines)
 
 
@@ -725,13 +779,15 @@ def report(variants, info, decisions):
     add("")
     add("## Summary (medians over rounds)")
     add("")
-    add("| # | configuration | Envoy CPU µs/req | × floor | added ÷ no-op added | req/s "
+    add("| # | configuration | Envoy CPU µs/req | × floor | added ÷ no-op added "
+        "| added ÷ floor probe's added | req/s "
         "| × floor | p50 µs | × floor | p99 µs | × floor |")
-    add("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    add("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for i, v in enumerate(variants, 1):
         add(f"| {i} | {v.label} | {fmt(metric(v, 'cpu_us_per_req'), 2)} "
             f"| {fmt(ratio(v, 'cpu_us_per_req'), 2)} "
-            f"| {fmt_ratio(added_ratio(v, variants))} | {fmt(metric(v, 'rps'), 0)} "
+            f"| {fmt_ratio(added_ratio(v, variants))} "
+            f"| {fmt_floor_ratio(v, variants)} | {fmt(metric(v, 'rps'), 0)} "
             f"| {fmt(ratio(v, 'rps'), 2)} | {fmt(metric(v, 'p50_us'), 0)} "
             f"| {fmt(ratio(v, 'p50_us'), 2)} | {fmt(metric(v, 'p99_us'), 0)} "
             f"| {fmt(ratio(v, 'p99_us'), 2)} |")
@@ -741,7 +797,16 @@ def report(variants, info, decisions):
         "ratio of the medians). *Added ÷ no-op added* is the issue-13 figure "
         "that travels between machines: per round, (configuration − floor) ÷ "
         "(noop-wasm − floor) in Envoy CPU per request, then the median over "
-        "rounds (idp-ratelimit configurations only). Latency is h2load's per-request time (request "
+        "rounds (idp-ratelimit configurations and the floor probes only). "
+        "*Added ÷ floor probe's added* is the same with, in place of noop-wasm, "
+        "the floor probe doing the host work the configuration cannot avoid "
+        "(bench/probe-filter, no other work): floor-counted for a counted "
+        "request (one clock read, the request headers in one "
+        "`proxy_get_header_map_pairs`, one shared-data get of a 104-byte cell "
+        "and its CAS write, three response-header writes), floor-unmatched "
+        "for a path no route matches (the header map only); how far the "
+        "filter is from the least any filter doing that work can cost. "
+        "Latency is h2load's per-request time (request "
         "sent to response complete) from `--log-file`, nearest-rank "
         "percentiles over all requests of a round. The load is closed-loop: "
         f"while Envoy saturates its core ({CLIENTS} connections always have a "
@@ -1104,12 +1169,18 @@ def main():
         known = {v.name for v in VARIANTS}
         wanted += [f"{w}-before" for w in wanted if f"{w}-before" in known]
     variants = [v for v in VARIANTS if v.name == "floor" or not wanted or v.name in wanted]
-    # The ratio (added ÷ no-op added) needs the no-op filter in the same run.
-    if any(v.plugin is not None for v in variants) and not any(
+    # The ratios need their references in the same run: the floor probes
+    # join any idp-ratelimit configuration (not under BENCH_PROFILE, whose
+    # report does not use them) ...
+    if not PROFILE and any(v.plugin is not None for v in variants):
+        variants += [v for v in VARIANTS if v.name in FLOOR_PROBES and v not in variants]
+    # ... and the no-op filter (added ÷ no-op added).
+    if any(v.plugin is not None or v.name in FLOOR_PROBES for v in variants) and not any(
             v.name == "noop-wasm" for v in variants):
         variants += [v for v in VARIANTS if v.name == "noop-wasm"]
 
-    if any(v.name == "noop-wasm" or v.name.startswith("probe-") for v in variants):
+    if any(v.name == "noop-wasm" or v.name.startswith("probe-") or v.name in FLOOR_PROBES
+           for v in variants):
         build_probe()
     if any(v.name.startswith("probe-") for v in variants) and not any(
             v.name == "noop-wasm" for v in variants):
@@ -1189,7 +1260,7 @@ def main():
     OUT.write_text(text + kept_profile_sections())
     print(text)
     print("Added cost over the floor, as a multiple of the no-op wasm filter's "
-          "(median over rounds):")
+          "and of the configuration's floor probe's (median over rounds):")
     print(ratio_table(variants))
     log(f"bench: written to {OUT.relative_to(ROOT) if OUT.is_relative_to(ROOT) else OUT}")
 
