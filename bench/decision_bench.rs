@@ -8,6 +8,7 @@
 //! A benchmark, not a test: nothing here asserts on time.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::borrow::Cow;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -45,16 +46,16 @@ struct Facts {
 }
 
 impl RequestFacts for Facts {
-    fn method(&self) -> Option<String> {
-        Some(self.method.to_string())
+    fn method(&self) -> Option<Cow<'_, str>> {
+        Some(self.method.into())
     }
-    fn path(&self) -> Option<String> {
-        Some(self.path.to_string())
+    fn path(&self) -> Option<Cow<'_, str>> {
+        Some(self.path.into())
     }
-    fn authority(&self) -> Option<String> {
-        Some("example.okta.com".to_string())
+    fn authority(&self) -> Option<Cow<'_, str>> {
+        Some("example.okta.com".into())
     }
-    fn header(&self, _: &str) -> Option<String> {
+    fn header(&self, _: &str) -> Option<Cow<'_, str>> {
         None
     }
     fn source_address(&self) -> Option<String> {

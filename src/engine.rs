@@ -2,6 +2,8 @@
 //! applies, and say what to answer. Pure logic over a `SharedStore` and a
 //! `RequestFacts`, so the whole path runs in host tests.
 
+use std::borrow::Cow;
+
 use crate::config::{Config, Upstream};
 use crate::identity;
 use crate::learned::{self, Learned};
@@ -14,12 +16,13 @@ use crate::store::{SharedStore, StoreError};
 use crate::table::{Given, Place, SlotTable, Take};
 use crate::vendor_answer::Answer;
 
-/// What the engine may ask of a request. Each is fetched only when needed.
+/// What the engine may ask of a request. Each is fetched only when needed,
+/// borrowed from the request where it can be (no copy per lookup).
 pub trait RequestFacts {
-    fn method(&self) -> Option<String>;
-    fn path(&self) -> Option<String>;
-    fn authority(&self) -> Option<String>;
-    fn header(&self, name: &str) -> Option<String>;
+    fn method(&self) -> Option<Cow<'_, str>>;
+    fn path(&self) -> Option<Cow<'_, str>>;
+    fn authority(&self) -> Option<Cow<'_, str>>;
+    fn header(&self, name: &str) -> Option<Cow<'_, str>>;
     /// Envoy's `source.address` (`ip:port`).
     fn source_address(&self) -> Option<String>;
 }
@@ -235,7 +238,7 @@ impl Engine {
             ),
             Scope::Header(name) => facts
                 .header(name)
-                .unwrap_or_else(|| "\u{0}missing".to_string()),
+                .map_or_else(|| "\u{0}missing".to_string(), Cow::into_owned),
             Scope::JwtSubjectWithScope(part) => {
                 identity::jwt_subject_with_scope(&facts.header("authorization")?, part)?
             }
@@ -286,7 +289,8 @@ impl Engine {
         seed: u64,
     ) -> Decision {
         let method = facts.method().unwrap_or_default();
-        let path = crate::path::normalize(&facts.path().unwrap_or_default());
+        let raw_path = facts.path().unwrap_or_default();
+        let path = crate::path::normalize(&raw_path);
         let resolved = self.policy.resolve(&method, &path);
         crate::phase::reached(crate::phase::Phase::Routed);
         let buckets = match resolved {
@@ -302,63 +306,66 @@ impl Engine {
         };
         let mut tally = Tally::default();
         let mut remote = Vec::new();
-        // (bucket, owner, key) of each bucket counted here.
-        let mut local: Vec<(usize, u64, String)> = Vec::with_capacity(buckets.len());
+        // (bucket, owner, its scope's place in `scopes`) of each bucket
+        // counted here.
+        let mut local: Vec<(usize, u64, usize)> = Vec::with_capacity(buckets.len());
         // Each scope's key and owner, worked out once per request (most
-        // buckets share the org's host).
+        // buckets share the org's host) and lent to every bucket under it.
         let mut scopes: Vec<(&Scope, Option<(String, u64)>)> = Vec::with_capacity(2);
         for index in buckets {
             let Some(bucket) = self.policy.buckets.get(index) else {
                 continue;
             };
-            let known = scopes.iter().find(|(s, _)| **s == bucket.scope);
-            let counted = match known {
-                Some((_, counted)) => counted.clone(),
+            let slot = match scopes.iter().position(|(s, _)| **s == bucket.scope) {
+                Some(slot) => slot,
                 None => {
                     let counted = Self::scope_key(&bucket.scope, facts).map(|key| {
                         let owner = bucket.scope.owner_fingerprint(&key);
                         (key, owner)
                     });
-                    scopes.push((&bucket.scope, counted.clone()));
-                    counted
+                    scopes.push((&bucket.scope, counted));
+                    scopes.len() - 1
                 }
             };
-            let Some((key, owner)) = counted else {
+            let Some((key, owner)) = scopes.get(slot).and_then(|(_, c)| c.as_ref()) else {
                 continue;
             };
             if self.counts_remotely(index) {
                 // The vendor's figure is checked first: a learned refusal
                 // costs no call and none of the service's quota.
-                let vendor = match self.check_learned(store, index, &key, now_us, seed, &mut tally)
-                {
+                let vendor = match self.check_learned(store, index, key, now_us, seed, &mut tally) {
                     Ok(v) => v,
                     Err(reply) => return tally.into_decision(Verdict::Reply(reply)),
                 };
                 remote.push(Remote {
                     bucket: index,
-                    key,
+                    key: key.clone(),
                     hits: 1,
                     vendor,
                 });
                 continue;
             }
-            local.push((index, owner, key));
+            local.push((index, *owner, slot));
         }
         // One transaction per owner, owners in the order their buckets come.
         let mut members = Vec::with_capacity(local.len());
-        for (i, (_, owner, key)) in local.iter().enumerate() {
-            if local[..i].iter().any(|(_, o, _)| o == owner) {
+        for (i, &(_, owner, slot)) in local.iter().enumerate() {
+            if local[..i].iter().any(|(_, o, _)| *o == owner) {
                 continue;
             }
             members.clear();
             members.extend(
                 local[i..]
                     .iter()
-                    .filter(|m| m.1 == *owner)
+                    .filter(|m| m.1 == owner)
                     .map(|m| (m.0, None)),
             );
+            let key = scopes
+                .get(slot)
+                .and_then(|(_, c)| c.as_ref())
+                .map_or("", |(key, _)| key.as_str());
             if let Some(reply) =
-                self.count_owner(store, *owner, &members, key, now_us, seed, &mut tally)
+                self.count_owner(store, owner, &members, key, now_us, seed, &mut tally)
             {
                 return tally.into_decision(Verdict::Reply(reply));
             }
@@ -483,16 +490,7 @@ impl Engine {
             let mut outcome = *outcome;
             // Shadow mode: the vendor's figure would have refused it.
             outcome.admitted &= !vendor_shadow_refused;
-            let reply = self.record(
-                store,
-                index,
-                limit,
-                outcome,
-                key.to_string(),
-                now_us,
-                seed,
-                tally,
-            );
+            let reply = self.record(store, index, limit, outcome, key, now_us, seed, tally);
             if reply.is_some() {
                 return reply;
             }
@@ -548,7 +546,6 @@ impl Engine {
                         remaining: 0,
                         reset_us,
                     };
-                    let key = key.to_string();
                     if let Some(reply) =
                         self.record(store, index, limit, refused, key, now_us, seed, tally)
                     {
@@ -581,7 +578,7 @@ impl Engine {
         index: usize,
         limit: u64,
         outcome: Outcome,
-        key: String,
+        key: &str,
         now_us: u64,
         seed: u64,
         tally: &mut Tally,
@@ -622,16 +619,16 @@ impl Engine {
                     bucket: index,
                     remaining: outcome.remaining,
                     limit,
-                    key: key.clone(),
+                    key: key.to_string(),
                     refused: Some(index),
                 });
-                tally.refused_key = Some(key);
+                tally.refused_key = Some(key.to_string());
                 return Some(reply);
             }
             tally.counts.push((index, Count::ShadowRejected));
             tally.shadow_refused = tally.shadow_refused.or(Some(index));
             if tally.refused_key.is_none() {
-                tally.refused_key = Some(key.clone());
+                tally.refused_key = Some(key.to_string());
             }
         } else {
             tally.counts.push((index, Count::Admitted));
@@ -644,7 +641,7 @@ impl Engine {
             })
         {
             tally.report = Some((index, outcome, limit));
-            tally.report_key = key;
+            key.clone_into(&mut tally.report_key);
         }
         None
     }
@@ -858,7 +855,7 @@ impl Engine {
         let status = StatusQuery {
             bucket: index,
             method: method.to_string(),
-            authorization: facts.header("authorization"),
+            authorization: facts.header("authorization").map(Cow::into_owned),
         };
         if self.counts_remotely(index) && self.service_can_peek() {
             return Decision::new(Verdict::Ask(Box::new(Pending {
@@ -1070,17 +1067,17 @@ mod tests {
     }
 
     impl RequestFacts for Req {
-        fn method(&self) -> Option<String> {
-            Some(self.method.to_string())
+        fn method(&self) -> Option<Cow<'_, str>> {
+            Some(self.method.into())
         }
-        fn path(&self) -> Option<String> {
-            Some(self.path.clone())
+        fn path(&self) -> Option<Cow<'_, str>> {
+            Some(self.path.as_str().into())
         }
-        fn authority(&self) -> Option<String> {
-            self.headers.get(":authority").cloned()
+        fn authority(&self) -> Option<Cow<'_, str>> {
+            self.headers.get(":authority").map(|v| v.as_str().into())
         }
-        fn header(&self, name: &str) -> Option<String> {
-            self.headers.get(name).cloned()
+        fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+            self.headers.get(name).map(|v| v.as_str().into())
         }
         fn source_address(&self) -> Option<String> {
             self.source.clone()

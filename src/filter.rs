@@ -2,6 +2,7 @@
 //! every host call's result is handled (a panic here would kill the VM and
 //! fail every later request on its worker).
 
+use std::borrow::Cow;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -676,16 +677,16 @@ impl EnvoyRequest {
 }
 
 impl RequestFacts for EnvoyRequest {
-    fn method(&self) -> Option<String> {
+    fn method(&self) -> Option<Cow<'_, str>> {
         self.headers().get(":method")
     }
-    fn path(&self) -> Option<String> {
+    fn path(&self) -> Option<Cow<'_, str>> {
         self.headers().get(":path")
     }
-    fn authority(&self) -> Option<String> {
+    fn authority(&self) -> Option<Cow<'_, str>> {
         self.headers().get(":authority")
     }
-    fn header(&self, name: &str) -> Option<String> {
+    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
         self.headers().get(name)
     }
     fn source_address(&self) -> Option<String> {

@@ -6,6 +6,8 @@
 //! scan the buffer without copying it. Malformed input reads as no headers
 //! from the first bad entry on: never a panic.
 
+use std::borrow::Cow;
+
 pub struct HeaderMap {
     bytes: Vec<u8>,
     /// Per header: where its name and value start, and their lengths.
@@ -55,11 +57,11 @@ impl HeaderMap {
 
     /// The first value of header `name` (Envoy's names are lower case), as
     /// text: read lossily when it is not UTF-8.
-    pub fn get(&self, name: &str) -> Option<String> {
+    pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
         self.entries
             .iter()
             .find(|[n, nl, _, _]| self.slice(*n, *nl) == name.as_bytes())
-            .map(|[_, _, v, vl]| String::from_utf8_lossy(self.slice(*v, *vl)).into_owned())
+            .map(|[_, _, v, vl]| String::from_utf8_lossy(self.slice(*v, *vl)))
     }
 }
 

@@ -1,6 +1,8 @@
 //! IMF-fixdate (`Mon, 02 Jan 2006 15:04:05 GMT`), the only `Date` form every
 //! Okta SDK parses.
 
+use crate::text::push_padded;
+
 pub fn format(epoch_secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
@@ -9,16 +11,28 @@ pub fn format(epoch_secs: u64) -> String {
     let days = epoch_secs / 86_400;
     let secs = epoch_secs % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    // Pushed piece by piece: no `core::fmt` on the request path (text.rs).
+    let mut out = String::with_capacity(29);
+    out.push_str(DAYS[(days % 7) as usize]);
+    out.push_str(", ");
+    push_padded(&mut out, u64::from(d), 2);
+    out.push(' ');
+    out.push_str(
+        MONTHS
+            .get((m as usize).wrapping_sub(1))
+            .copied()
+            .unwrap_or("Jan"),
+    );
+    out.push(' ');
+    push_padded(&mut out, y.max(0) as u64, 4);
+    out.push(' ');
+    push_padded(&mut out, secs / 3600, 2);
+    out.push(':');
+    push_padded(&mut out, secs % 3600 / 60, 2);
+    out.push(':');
+    push_padded(&mut out, secs % 60, 2);
+    out.push_str(" GMT");
+    out
 }
 
 /// Parses an IMF-fixdate (`Mon, 23 Nov 2026 00:00:00 GMT`) to epoch seconds;

@@ -40,6 +40,7 @@ pub(crate) mod phase;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) mod request_log;
 pub(crate) mod table;
+pub(crate) mod text;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -7,12 +7,15 @@
 //! (never above the root); drop a trailing slash. Invalid escapes and
 //! non-ASCII bytes are kept as they are.
 
-/// Returns the canonical form of a raw `:path` value.
-pub fn normalize(raw: &str) -> String {
+use std::borrow::Cow;
+
+/// Returns the canonical form of a raw `:path` value (borrowed when it
+/// already is one: the common case costs no copy).
+pub fn normalize(raw: &str) -> Cow<'_, str> {
     if is_canonical(raw) {
-        return raw.to_string();
+        return Cow::Borrowed(raw);
     }
-    normalize_in_full(raw)
+    Cow::Owned(normalize_in_full(raw))
 }
 
 /// Every step, without the fast path (which must agree with it).

@@ -75,24 +75,23 @@ pub fn line(buckets: &[Bucket], summary: &Summary, mode: Mode, raw_keys: bool) -
         Mode::Enforce => "enforce",
         Mode::Shadow => "shadow",
     };
-    let values = [
-        id(summary.bucket).to_string(),
-        summary.refused.map_or("-", id).to_string(),
-        scope.unwrap_or_else(|| "-".into()),
-        summary.remaining.to_string(),
-        summary.limit.to_string(),
-        mode.to_string(),
-    ];
+    let scope = scope.unwrap_or_else(|| "-".into());
     let mut line = String::with_capacity(128);
-    for (field, value) in FIELDS.iter().zip(values) {
+    for field in FIELDS {
         if !line.is_empty() {
             line.push(' ');
         }
         line.push_str(field);
         line.push('=');
+        // Built in place: no `core::fmt` or copies per field (text.rs).
         match field {
-            &"scope" if raw_keys => push_value(&mut line, &value),
-            _ => line.push_str(&value),
+            "bucket" => line.push_str(id(summary.bucket)),
+            "refused" => line.push_str(summary.refused.map_or("-", id)),
+            "scope" if raw_keys => push_value(&mut line, &scope),
+            "scope" => line.push_str(&scope),
+            "remaining" => crate::text::push_u64(&mut line, summary.remaining),
+            "limit" => crate::text::push_u64(&mut line, summary.limit),
+            _ => line.push_str(mode),
         }
     }
     line

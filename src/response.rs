@@ -101,9 +101,9 @@ pub fn rate_headers(
             Dialect::Okta => r.reset_us / MICROS_PER_SEC,
             Dialect::Auth0 => ceil_secs(r.reset_us),
         };
-        h.push((limit, r.limit.to_string()));
-        h.push((remaining, r.remaining.to_string()));
-        h.push((reset, reset_value.to_string()));
+        h.push((limit, crate::text::decimal(r.limit)));
+        h.push((remaining, crate::text::decimal(r.remaining)));
+        h.push((reset, crate::text::decimal(reset_value)));
     }
     if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
         // draft-ietf-httpapi-ratelimit-headers: quota q per window w (seconds);

@@ -192,11 +192,18 @@ impl SlotTable {
     }
 
     fn group_key(&self, group: u32) -> String {
-        format!("{}g{}", self.prefix, group)
+        let mut key = String::with_capacity(self.prefix.len() + 11);
+        key.push_str(&self.prefix);
+        key.push('g');
+        crate::text::push_u64(&mut key, u64::from(group));
+        key
     }
 
     fn overflow_key(&self) -> String {
-        format!("{}o", self.prefix)
+        let mut key = String::with_capacity(self.prefix.len() + 1);
+        key.push_str(&self.prefix);
+        key.push('o');
+        key
     }
 
     fn flag_key(&self, bucket_fingerprint: u64) -> String {

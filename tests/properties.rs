@@ -417,19 +417,20 @@ fn retry_after_and_reset_headers_are_the_first_admitting_second() {
     use idp_ratelimit::engine::{Engine, RequestFacts, Verdict};
     use idp_ratelimit::limiter::MICROS_PER_SEC;
     use idp_ratelimit::store::MemoryStore;
+    use std::borrow::Cow;
 
     struct Get;
     impl RequestFacts for Get {
-        fn method(&self) -> Option<String> {
+        fn method(&self) -> Option<Cow<'_, str>> {
             Some("GET".into())
         }
-        fn path(&self) -> Option<String> {
+        fn path(&self) -> Option<Cow<'_, str>> {
             Some("/v1/things".into())
         }
-        fn authority(&self) -> Option<String> {
+        fn authority(&self) -> Option<Cow<'_, str>> {
             Some("acme.example.com".into())
         }
-        fn header(&self, _: &str) -> Option<String> {
+        fn header(&self, _: &str) -> Option<Cow<'_, str>> {
             None
         }
         fn source_address(&self) -> Option<String> {

@@ -4,6 +4,8 @@
 //! headers are reported, or that the path is exempt or not limited. The
 //! routing and the decision are the engine's own, run on fresh counters.
 
+use std::borrow::Cow;
+
 use idp_ratelimit::config::Upstream;
 use idp_ratelimit::configure::{configure, Configured};
 use idp_ratelimit::engine::{Count, RequestFacts, Verdict};
@@ -29,20 +31,20 @@ pub struct Request {
 }
 
 impl RequestFacts for Request {
-    fn method(&self) -> Option<String> {
-        Some(self.method.clone())
+    fn method(&self) -> Option<Cow<'_, str>> {
+        Some(self.method.as_str().into())
     }
-    fn path(&self) -> Option<String> {
-        Some(self.path.clone())
+    fn path(&self) -> Option<Cow<'_, str>> {
+        Some(self.path.as_str().into())
     }
-    fn authority(&self) -> Option<String> {
-        Some(self.authority.clone())
+    fn authority(&self) -> Option<Cow<'_, str>> {
+        Some(self.authority.as_str().into())
     }
-    fn header(&self, name: &str) -> Option<String> {
+    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.as_str().into())
     }
     fn source_address(&self) -> Option<String> {
         Some(self.source.clone())

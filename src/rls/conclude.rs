@@ -101,7 +101,7 @@ impl Engine {
                     };
                     refused |= s.over_limit;
                     let refusal = self.record(
-                        store, r.bucket, s.limit, outcome, r.key, now_us, seed, &mut tally,
+                        store, r.bucket, s.limit, outcome, &r.key, now_us, seed, &mut tally,
                     );
                     if let Some(reply) = refusal {
                         return tally.into_decision(Verdict::Reply(reply));
@@ -169,8 +169,7 @@ impl Engine {
             remaining: 0,
             reset_us,
         };
-        let key = r.key.clone();
-        self.record(store, r.bucket, limit, outcome, key, now_us, seed, tally);
+        self.record(store, r.bucket, limit, outcome, &r.key, now_us, seed, tally);
         true
     }
 
@@ -195,7 +194,7 @@ impl Engine {
             r.bucket,
             limit.limit,
             outcome,
-            r.key,
+            &r.key,
             now_us,
             seed,
             tally,
@@ -214,19 +213,21 @@ mod tests {
 
     const NOW: u64 = 1_795_392_000 * MICROS_PER_SEC;
 
+    use std::borrow::Cow;
+
     struct Req(&'static str, &'static str);
     impl RequestFacts for Req {
-        fn method(&self) -> Option<String> {
+        fn method(&self) -> Option<Cow<'_, str>> {
             Some(self.0.into())
         }
-        fn path(&self) -> Option<String> {
+        fn path(&self) -> Option<Cow<'_, str>> {
             Some(self.1.into())
         }
-        fn authority(&self) -> Option<String> {
+        fn authority(&self) -> Option<Cow<'_, str>> {
             Some("acme.okta.com".into())
         }
-        fn header(&self, name: &str) -> Option<String> {
-            (name == "authorization").then(|| "Bearer t".to_string())
+        fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+            (name == "authorization").then_some("Bearer t".into())
         }
         fn source_address(&self) -> Option<String> {
             None
