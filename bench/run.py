@@ -56,8 +56,10 @@ Plain Python 3 standard library. Knobs (environment):
                    floor-unmatched with any idp-ratelimit one):
                    floor, native, okta, auth0, okta-fleet, noop-wasm,
                    floor-counted, floor-unmatched, okta-unmatched,
-                   custom-1000, okta-noheaders (and the probes, and the
-                   -before ones)
+                   okta-unmatched-guarded, okta-guarded (the filter behind
+                   the path guard `idp-ratelimit guard` prints, as
+                   envoy/envoy.yaml ships it), custom-1000, okta-noheaders
+                   (and the probes, and the -before ones)
   BENCH_BASELINE_WASM  path of an earlier build of the filter: adds
                    okta-before, auth0-before, okta-unmatched-before and
                    custom-1000-before, the same configurations on it, in the
@@ -193,6 +195,42 @@ def wasm_filter(plugin_config, wasm=None, name="idp_ratelimit"):
                            WASM=str(wasm or ACTIVE_WASM[0]))
 
 
+CLI = ROOT / "target" / "release" / "idp-ratelimit"
+
+
+def build_cli():
+    log("bench: building the command line (idp-ratelimit guard)")
+    out = subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "idp-ratelimit-cli"],
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0 or not CLI.exists():
+        die(f"could not build the command line:\n{out.stdout}\n{out.stderr}")
+
+
+def guarded_filter(plugin_config):
+    """The filter wrapped in the path guard `idp-ratelimit guard` prints for
+    `plugin_config` (README, "The path guard"), as envoy/envoy.yaml ships it."""
+    def text():
+        out = subprocess.run([str(CLI), "guard", json.dumps(plugin_config)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            die(f"idp-ratelimit guard failed:\n{out.stderr}")
+        matcher = out.stdout[out.stdout.index("\nxds_matcher:") + 1:]
+        wasm = wasm_filter(plugin_config)().split("\n")
+        start = next(i for i, line in enumerate(wasm) if "- name: envoy.filters.http.wasm" in line)
+        inner = ["                name: envoy.filters.http.wasm", "                typed_config:"]
+        inner += ["    " + line for line in wasm[start + 2:]]
+        head = [
+            "          - name: envoy.filters.http.match_delegate",
+            "            typed_config:",
+            '              "@type": type.googleapis.com/'
+            "envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+            "              extension_config:",
+        ]
+        tail = ["              " + line for line in matcher.rstrip("\n").split("\n")]
+        return "\n".join(head + inner + tail)
+    return text
+
+
 class Variant:
     def __init__(self, name, label, filters, path, counted, plugin=None, fleet=False,
                  floor_probe=None):
@@ -252,6 +290,14 @@ VARIANTS = [
     Variant("okta-unmatched",
             "idp-ratelimit, Okta enterprise, unmatched path (fixed cost)",
             wasm_filter(OKTA), "/bench/unmatched", [], OKTA, floor_probe="floor-unmatched"),
+    Variant("okta-unmatched-guarded",
+            "idp-ratelimit behind its path guard (envoy/envoy.yaml), Okta enterprise, "
+            "unmatched path: Envoy skips the filter",
+            guarded_filter(OKTA), "/bench/unmatched", [], OKTA, floor_probe="floor-unmatched"),
+    Variant("okta-guarded",
+            "idp-ratelimit behind its path guard, Okta enterprise, GET /api/v1/users",
+            guarded_filter(OKTA), "/api/v1/users",
+            [wasm_counter("okta.management.users")], OKTA, floor_probe="floor-counted"),
     Variant("custom-1000",
             f"idp-ratelimit, custom vendor with 1,000 routes, GET route {CUSTOM_HIT} (1 bucket)",
             wasm_filter(CUSTOM_1000), f"/c{CUSTOM_HIT}/items/abc123",
@@ -1182,6 +1228,8 @@ def main():
     if any(v.name == "noop-wasm" or v.name.startswith("probe-") or v.name in FLOOR_PROBES
            for v in variants):
         build_probe()
+    if any(v.name.endswith("-guarded") for v in variants):
+        build_cli()
     if any(v.name.startswith("probe-") for v in variants) and not any(
             v.name == "noop-wasm" for v in variants):
         die("the probe-* configurations are priced against noop-wasm: run it too")

@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod config;
 pub mod configure;
 pub mod engine;
+pub mod guard;
 pub mod limiter;
 pub mod path;
 pub mod policy;

@@ -163,6 +163,47 @@ fn any_spelling_of_a_path_lands_in_the_same_buckets() {
     }
 }
 
+#[test]
+fn the_path_guard_lets_through_every_path_a_route_matches() {
+    // `idp-ratelimit guard` has Envoy skip the filter where `must_see` is
+    // false: no spelling of a limited path, and no arbitrary path the policy
+    // routes, may be skipped.
+    let policies = policies();
+    let mut rng = Rng(0x0bad_cafe);
+    let guards: Vec<Vec<String>> = policies
+        .iter()
+        .map(|(json, _)| {
+            let spec = config::parse(json.as_bytes()).unwrap().policy;
+            idp_ratelimit::guard::prefixes(
+                spec.routes
+                    .iter()
+                    .flat_map(|r| r.patterns.iter().map(String::as_str)),
+            )
+            .unwrap()
+        })
+        .collect();
+    for i in 0..cases() {
+        let raw = if i % 2 == 0 {
+            let canonical = canonical_path(&mut rng);
+            respell(&mut rng, &canonical)
+        } else {
+            random_path(&mut rng)
+        };
+        let method = *rng.pick(&METHODS);
+        for ((name, policy), prefixes) in policies.iter().zip(&guards) {
+            if matches!(
+                policy.resolve(method, &normalize(&raw)),
+                Some(Resolved::Buckets(_) | Resolved::RateLimitStatus(_))
+            ) {
+                assert!(
+                    idp_ratelimit::guard::must_see(prefixes, &raw),
+                    "{name}: the guard skips {method} {raw:?}"
+                );
+            }
+        }
+    }
+}
+
 fn random_path(rng: &mut Rng) -> String {
     const PIECES: [&str; 16] = [
         "/", "//", "..", ".", "%2F", "%2f", "%", "%zz", "%2e%2E", "api", "v1", "users", "?", "#",

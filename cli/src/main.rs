@@ -8,6 +8,7 @@ mod check;
 mod describe;
 mod edit;
 mod explain;
+mod guard;
 mod routes;
 mod source;
 
@@ -98,6 +99,12 @@ enum Command {
     /// the same policy the filter runs: an envoyproxy/ratelimit config.yaml or
     /// a Limitador limits.yaml (its comments name every bucket counted
     /// inexactly or kept in each Envoy)
+    /// Print the Envoy matcher that has Envoy skip the filter's work, natively,
+    /// for every request no route of the configuration can match
+    Guard {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     RlsConfig {
         #[command(flatten)]
         config: ConfigArg,
@@ -211,6 +218,7 @@ fn run(command: Command) -> Exit {
             };
             routes::render(&routes::tables(&bytes, &plans)?, !plans.is_empty(), format)
         }),
+        Command::Guard { config } => config.bytes().and_then(|bytes| guard::run(&bytes)),
         Command::RlsConfig { config, server } => config.bytes().and_then(|bytes| {
             let server = idp_ratelimit::rls::config::Server::from_name(&server)
                 .ok_or_else(|| Failure::Usage(format!("--server {server:?}")))?;

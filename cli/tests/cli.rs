@@ -474,3 +474,50 @@ fn the_istio_fleet_example_checks_clean() {
         "{out}"
     );
 }
+
+/// The `xds_matcher` under `value` (a YAML document), wherever it is.
+fn find_xds_matcher(value: &serde_json::Value) -> Option<&serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .get("xds_matcher")
+            .or_else(|| map.values().find_map(find_xds_matcher)),
+        serde_json::Value::Array(items) => items.iter().find_map(find_xds_matcher),
+        _ => None,
+    }
+}
+
+fn yaml(text: &str) -> serde_json::Value {
+    serde_norway::from_str(text).expect("YAML")
+}
+
+#[test]
+fn the_shipped_envoy_yaml_carries_the_guard_of_its_configuration() {
+    let (code, out, err) = run(&["guard", "envoy/envoy.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("none of: /.well-known /api /login /oauth2"),
+        "{out}"
+    );
+    let shipped = std::fs::read_to_string(repo().join("envoy/envoy.yaml")).unwrap();
+    assert_eq!(
+        find_xds_matcher(&yaml(&shipped)),
+        find_xds_matcher(&yaml(&out)),
+        "envoy/envoy.yaml's matcher is not `idp-ratelimit guard envoy/envoy.yaml`: regenerate it"
+    );
+}
+
+#[test]
+fn guard_refuses_routes_open_in_their_first_segment_and_bad_configurations() {
+    let open =
+        r#"{"vendor":"custom","routes":[{"route":"/{tenant}/x","limit":5,"window":"minute"}]}"#;
+    let (code, out, err) = run(&["guard", open]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains(r#"route "/{tenant}/x" can match any first path segment"#),
+        "{err}"
+    );
+    let bad = r#"{"vendor":"okta","plan":"nope"}"#;
+    let (code, _, err) = run(&["guard", bad]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&filter_refusal(bad)), "{err}");
+}

@@ -102,6 +102,9 @@ pub struct EnvoyOptions {
     /// `upstream`, e.g. a `vendor_upstream::VendorUpstream`) instead of the
     /// `direct_response` routes.
     pub upstream_port: Option<u16>,
+    /// An `xds_matcher` (`idp_ratelimit::guard::matcher`): the Wasm filter
+    /// wrapped in an `ExtensionWithMatcher` that skips it where it matches.
+    pub guard: Option<serde_json::Value>,
 }
 
 impl Default for EnvoyOptions {
@@ -119,6 +122,7 @@ impl Default for EnvoyOptions {
             wasm: None,
             grpc_cluster: None,
             upstream_port: None,
+            guard: None,
         }
     }
 }
@@ -145,8 +149,14 @@ fn bootstrap(o: &EnvoyOptions, wasm: &Path) -> serde_json::Value {
             None => config["fail_open"] = json!(o.fail_open),
         }
         let ty = format!("{T}envoy.extensions.filters.http.wasm.v3.Wasm");
-        filters.push(json!({"name": "envoy.filters.http.wasm",
-                            "typed_config": {"@type": ty, "config": config}}));
+        let wasm = json!({"name": "envoy.filters.http.wasm",
+                          "typed_config": {"@type": ty, "config": config}});
+        filters.push(match &o.guard {
+            None => wasm,
+            Some(matcher) => json!({"name": "envoy.filters.http.match_delegate", "typed_config": {
+                "@type": format!("{T}envoy.extensions.common.matching.v3.ExtensionWithMatcher"),
+                "extension_config": wasm, "xds_matcher": matcher}}),
+        });
     }
     let ty = format!("{T}envoy.extensions.filters.http.router.v3.Router");
     filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {"@type": ty}}));
