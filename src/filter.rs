@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use prost::Message;
 use proxy_wasm::hostcalls;
@@ -277,11 +277,12 @@ struct Root {
 
 impl Context for Root {}
 
+/// The host's clock in µs since the epoch; 0 if the host refuses (the SDK's
+/// own wrapper panics on a refusal).
 fn now_us() -> u64 {
-    profile::host(HostCall::Clock, hostcalls::get_current_time)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_micros() as u64)
+    // Divided for real: a division by a constant is a software 128-bit
+    // multiply in wasm (see text.rs).
+    profile::host(HostCall::Clock, raw::now_nanos) / std::hint::black_box(1_000)
 }
 
 fn property(path: &[&str]) -> Option<String> {
@@ -549,6 +550,7 @@ mod raw {
     #[link(wasm_import_module = "env")]
     extern "C" {
         fn proxy_continue_stream(stream_type: u32) -> u32;
+        fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
         #[allow(clippy::too_many_arguments)]
         fn proxy_grpc_call(
             upstream: *const u8,
@@ -586,6 +588,16 @@ mod raw {
         // SDK's `proxy_on_memory_allocate` (a boxed slice of that length),
         // and hands them over, as the SDK's own `get_map_bytes` takes them.
         unsafe { Vec::from_raw_parts(data, size, size) }
+    }
+
+    /// The host's clock in ns since the epoch; 0 when the host refuses.
+    pub fn now_nanos() -> u64 {
+        let mut nanos: u64 = 0;
+        // SAFETY: the out-pointer is a live local for the call.
+        match unsafe { proxy_get_current_time_nanoseconds(&mut nanos) } {
+            0 => nanos,
+            _ => 0,
+        }
     }
 
     const HTTP_REQUEST: u32 = 0;
@@ -968,7 +980,7 @@ impl HttpContext for Http {
             // Envoy's Date is cached (refreshed every 500 ms), so it can lag the
             // second the Reset was computed from; Okta's Reset - Date never exceeds
             // the window, so a counted response carries the filter's own clock.
-            let date = crate::httpdate::format(now_us() / crate::limiter::MICROS_PER_SEC);
+            let date = crate::httpdate::format(crate::limiter::whole_secs(now_us()));
             set_response_header("date", &date);
         }
         if !self.holds.is_empty() {

@@ -2,7 +2,7 @@
 //! every counted response, the vendor's own 429, and OneLogin's
 //! `GET /auth/rate_limit` answer.
 
-use crate::limiter::{Outcome, MICROS_PER_SEC};
+use crate::limiter::{whole_secs, Outcome, MICROS_PER_SEC};
 use crate::policy::{Bucket, RejectBody};
 
 /// Which vendor's responses (headers, 429 bodies) the filter speaks.
@@ -69,7 +69,7 @@ impl Report {
 }
 
 fn ceil_secs(us: u64) -> u64 {
-    us.div_ceil(MICROS_PER_SEC)
+    us.div_ceil(std::hint::black_box(MICROS_PER_SEC))
 }
 
 /// How the filter speaks: whose dialect, which headers, and whether a
@@ -98,7 +98,7 @@ pub fn rate_headers(
         // Auth0: epoch second, rounded up. OneLogin: seconds left.
         let reset_value = match dialect {
             Dialect::OneLogin => ceil_secs(r.reset_us.saturating_sub(now_us)),
-            Dialect::Okta => r.reset_us / MICROS_PER_SEC,
+            Dialect::Okta => whole_secs(r.reset_us),
             Dialect::Auth0 => ceil_secs(r.reset_us),
         };
         h.push((limit, crate::text::decimal(r.limit)));
@@ -147,7 +147,7 @@ pub fn too_many_requests(
     }
     let mut headers = rate_headers(dialect, style, bucket, &report, now_us);
     headers.push(("content-type", "application/json".to_string()));
-    headers.push(("date", crate::httpdate::format(now_us / MICROS_PER_SEC)));
+    headers.push(("date", crate::httpdate::format(whole_secs(now_us))));
     let retry_after = outcome.retry_after_secs(now_us).to_string();
     // Bodies are written in the vendors' own key order.
     let body = match dialect {
@@ -225,7 +225,7 @@ fn json_reply(status: u32, body: String, now_us: u64) -> LocalReply {
         status,
         headers: vec![
             ("content-type", "application/json".to_string()),
-            ("date", crate::httpdate::format(now_us / MICROS_PER_SEC)),
+            ("date", crate::httpdate::format(whole_secs(now_us))),
         ],
         body,
     }
