@@ -20,6 +20,9 @@ functions take them.
    the most self time (wasm and the stub's JS apart) and the inclusive share
    of the crate's own functions.
 
+The report goes to stdout and, as its own section (label WASM_PROFILE_LABEL,
+default "wasm side, git <rev>"; `make bench` keeps it), to bench/RESULTS.md
+(BENCH_OUT); WASM_PROFILE_WRITE=0 skips the file.
 Knobs: WASM_PROFILE_REQUESTS (100000 per round), WASM_PROFILE_ROUNDS (5),
 WASM_PROFILE_TOP (25), WASM_PROFILE_CONFIGS (comma-separated).
 A benchmark, not a test: it asserts nothing about time.
@@ -148,6 +151,12 @@ def summarise(profile_path, top):
 
 
 def main():
+    report = []
+
+    def emit(text=""):
+        print(text)
+        report.append(text)
+
     WORK.mkdir(parents=True, exist_ok=True)
     names = [c for c in os.environ.get("WASM_PROFILE_CONFIGS", ",".join(CONFIGS)).split(",") if c]
     if not RELEASE.exists():
@@ -184,9 +193,9 @@ def main():
                 measure((name, label), wasm, cfgs[name], method, path)
     med = statistics.median
     version = subprocess.run([node(), "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"## The wasm side alone (`make wasm-profile`: Node.js {version}, TurboFan, stub host; "
+    emit(f"## The wasm side alone (`make wasm-profile`: Node.js {version}, TurboFan, stub host; "
           f"{ROUNDS} interleaved rounds x {REQUESTS} requests)\n")
-    print("*wasm self*: the request's time spent in the module's own code (V8's samples in "
+    emit("*wasm self*: the request's time spent in the module's own code (V8's samples in "
           "wasm functions, as a share of the run, times ns/request): the stub host's JS is "
           "left out, so it is the figure to compare.\n")
     head = "| configuration | ns/req | wasm self ns/req | wasm self ÷ no-op's |"
@@ -194,10 +203,10 @@ def main():
     if BASELINE:
         head += " baseline ns/req | baseline wasm self | wasm self ÷ baseline's |"
         rule += "---:|---:|---:|"
-    print(head)
-    print(rule)
+    emit(head)
+    emit(rule)
     noop = med(wasm_self["noop"])
-    print(f"| no-op filter (the SDK alone) | {med(times['noop']):.0f} | {noop:.0f} | 1.00 |"
+    emit(f"| no-op filter (the SDK alone) | {med(times['noop']):.0f} | {noop:.0f} | 1.00 |"
           + (" | | |" if BASELINE else ""))
     for name in names:
         rel = med(wasm_self[(name, "release")])
@@ -205,13 +214,17 @@ def main():
         if BASELINE:
             base = med(wasm_self[(name, "baseline")])
             row += f" {med(times[(name, 'baseline')]):.0f} | {base:.0f} | {rel / base:.2f} |"
-        print(row)
+        emit(row)
     for name in names:
         _, method, path = CONFIGS[name]
         profile = WORK / f"{name}.cpuprofile"
         drive(named, cfgs[name], method, path, REQUESTS, profile)
-        print(f"\n### {name}: {method} {path} (the timed requests, sampled every 50 µs)\n")
-        print(summarise(profile, TOP))
+        emit(f"\n### {name}: {method} {path} (the timed requests, sampled every 50 µs)\n")
+        emit(summarise(profile, TOP))
+    if os.environ.get("WASM_PROFILE_WRITE", "1") != "0":
+        label = os.environ.get("WASM_PROFILE_LABEL") or f"wasm side, git {envoy_bench.git_rev()}"
+        envoy_bench.write_profile_section(label, "\n".join(report))
+        log(f"wasm-profile: section \"{label}\" written to {envoy_bench.OUT}")
 
 
 if __name__ == "__main__":
