@@ -74,6 +74,9 @@ pub struct Fleet {
     pub on_failure: OnFailure,
 }
 
+/// Out of line, like `config::fields::err`: cold, and called from many sites.
+#[cold]
+#[inline(never)]
 fn err<T>(field: &str, problem: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError {
         field: format!("fleet.{field}"),
