@@ -90,7 +90,8 @@ def build_named():
         die(f"cargo build failed:\n{out.stderr}")
     opt = NAMED.with_suffix(".opt.wasm")
     wasm_opt = os.environ.get("WASM_OPT", "wasm-opt")
-    out = subprocess.run([wasm_opt, "-O3", "--strip-producers", "--debuginfo",
+    out = subprocess.run([wasm_opt, "-O3", "--zero-filled-memory", "--low-memory-unused",
+                          "--strip-producers", "--debuginfo",
                           "--strip-dwarf", str(NAMED), "-o", str(opt)],
                          capture_output=True, text=True)
     if out.returncode != 0:
