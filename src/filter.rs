@@ -547,6 +547,8 @@ fn grpc_status_name(code: u32) -> String {
 /// Host calls made without the SDK's wrappers, which panic on statuses
 /// Envoy does return (proxy-wasm-rust-sdk#255): the raw status is handled.
 mod raw {
+    pub use crate::raw_headers::request_header_pairs;
+
     #[link(wasm_import_module = "env")]
     extern "C" {
         fn proxy_continue_stream(stream_type: u32) -> u32;
@@ -567,27 +569,6 @@ mod raw {
             token: *mut u32,
         ) -> u32;
         fn proxy_grpc_cancel(token: u32) -> u32;
-        fn proxy_get_header_map_pairs(
-            map_type: u32,
-            return_map_data: *mut *mut u8,
-            return_map_size: *mut usize,
-        ) -> u32;
-    }
-
-    /// The request's headers, serialised (see `header_map`); empty when the
-    /// host has none or refuses (the SDK's wrapper panics on a refusal).
-    pub fn request_header_pairs() -> Vec<u8> {
-        let mut data: *mut u8 = std::ptr::null_mut();
-        let mut size: usize = 0;
-        // SAFETY: both out-pointers are live locals for the call.
-        let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
-        if status != 0 || data.is_null() {
-            return Vec::new();
-        }
-        // SAFETY: the host allocated `size` bytes at `data` through the
-        // SDK's `proxy_on_memory_allocate` (a boxed slice of that length),
-        // and hands them over, as the SDK's own `get_map_bytes` takes them.
-        unsafe { Vec::from_raw_parts(data, size, size) }
     }
 
     /// The host's clock in ns since the epoch; 0 when the host refuses.
@@ -601,8 +582,6 @@ mod raw {
     }
 
     const HTTP_REQUEST: u32 = 0;
-    /// proxy-wasm's map type of the request headers.
-    const REQUEST_HEADERS: u32 = 0;
 
     /// Resumes the paused request; the proxy-wasm status (0 = Ok).
     pub fn resume_request() -> u32 {

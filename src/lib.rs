@@ -45,6 +45,8 @@ pub(crate) mod text;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+#[cfg(target_arch = "wasm32")]
+mod raw_headers;
 // The profile build's timers (`--features profile`); empty wrappers otherwise.
 #[cfg(target_arch = "wasm32")]
 mod profile;

@@ -225,35 +225,8 @@ fn floor_counted_request() {
     }
 }
 
-/// The request headers with one raw `proxy_get_header_map_pairs`, as
-/// idp-ratelimit reads them (src/filter.rs, `raw::request_header_pairs`):
-/// the SDK's `get_http_request_headers` makes the same single call but then
-/// copies every name and value into a `String`.
-mod raw {
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        fn proxy_get_header_map_pairs(
-            map_type: u32,
-            return_map_data: *mut *mut u8,
-            return_map_size: *mut usize,
-        ) -> u32;
-    }
-
-    /// proxy-wasm's map type of the request headers.
-    const REQUEST_HEADERS: u32 = 0;
-
-    /// The serialised header map the host hands over (empty if it refuses).
-    pub fn request_header_pairs() -> Vec<u8> {
-        let mut data: *mut u8 = std::ptr::null_mut();
-        let mut size: usize = 0;
-        // SAFETY: both out-pointers are live locals for the call.
-        let status = unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size) };
-        if status != 0 || data.is_null() {
-            return Vec::new();
-        }
-        // SAFETY: the host allocated `size` bytes at `data` through the SDK's
-        // `proxy_on_memory_allocate` and hands them over, as the SDK's own
-        // `get_map` takes them.
-        unsafe { Vec::from_raw_parts(data, size, size) }
-    }
-}
+/// The request headers with one raw `proxy_get_header_map_pairs`: the
+/// filter's own function (src/raw_headers.rs), so the probe makes exactly
+/// its call.
+#[path = "../../src/raw_headers.rs"]
+mod raw;
