@@ -9,7 +9,7 @@ use crate::identity;
 use crate::learned::{self, Learned};
 use crate::limiter::{Algorithm, Outcome, State};
 use crate::peak::PeakRecords;
-use crate::policy::{Bucket, Mode, Policy, Resolved, Scope};
+use crate::policy::{Mode, Policy, Resolved, Scope};
 use crate::response::{self, Dialect, HeaderStyle, Headers, LocalReply, Report};
 use crate::router::RouteError;
 use crate::store::{SharedStore, StoreError};
@@ -411,19 +411,14 @@ impl Engine {
         &self,
         store: &dyn SharedStore,
         index: usize,
-        key: String,
+        key: &str,
         vendor: Option<VendorCheck>,
         now_us: u64,
         seed: u64,
         tally: &mut Tally,
     ) -> Option<LocalReply> {
-        let owner = self
-            .policy
-            .buckets
-            .get(index)?
-            .scope
-            .owner_fingerprint(&key);
-        self.count_owner(store, owner, &[(index, vendor)], &key, now_us, seed, tally)
+        let owner = self.policy.buckets.get(index)?.scope.owner_fingerprint(key);
+        self.count_owner(store, owner, &[(index, vendor)], key, now_us, seed, tally)
     }
 
     /// Counts one request in the buckets `members`, which all count under
@@ -686,16 +681,15 @@ impl Engine {
             None => Headers::new(),
         };
         let holds = std::mem::take(&mut tally.holds);
-        let flag =
-            |h: &Hold, f: fn(&Bucket) -> bool| self.policy.buckets.get(h.bucket).is_some_and(f);
-        let in_flight = holds
-            .iter()
-            .filter(|h| flag(h, |b| b.release_when_done))
-            .cloned()
-            .collect();
+        let in_flight = self.held_until_done(&holds);
         let holds = holds
             .into_iter()
-            .filter(|h| flag(h, |b| b.release_on_upstream_failure))
+            .filter(|h| {
+                self.policy
+                    .buckets
+                    .get(h.bucket)
+                    .is_some_and(|b| b.release_on_upstream_failure)
+            })
             .collect();
         tally.into_decision(Verdict::Forward {
             headers,
@@ -703,6 +697,21 @@ impl Engine {
             in_flight,
             teach,
         })
+    }
+
+    /// The places among `holds` a request keeps while in flight, given back
+    /// when its stream ends (Okta's concurrency limit).
+    fn held_until_done(&self, holds: &[Hold]) -> Vec<Hold> {
+        holds
+            .iter()
+            .filter(|h| {
+                self.policy
+                    .buckets
+                    .get(h.bucket)
+                    .is_some_and(|b| b.release_when_done)
+            })
+            .cloned()
+            .collect()
     }
 
     /// The share of a vendor-reported limit the filter's own count allows.
@@ -752,18 +761,7 @@ impl Engine {
         now_us: u64,
         errors: &mut Vec<StoreError>,
     ) {
-        let in_flight: Vec<Hold> = pending
-            .tally
-            .holds
-            .iter()
-            .filter(|h| {
-                self.policy
-                    .buckets
-                    .get(h.bucket)
-                    .is_some_and(|b| b.release_when_done)
-            })
-            .cloned()
-            .collect();
+        let in_flight = self.held_until_done(&pending.tally.holds);
         self.release(store, &in_flight, now_us, errors);
         self.give_back(store, &pending.tally.taken_learned, now_us, errors);
     }

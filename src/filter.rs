@@ -280,9 +280,7 @@ impl Context for Root {}
 /// The host's clock in µs since the epoch; 0 if the host refuses (the SDK's
 /// own wrapper panics on a refusal).
 fn now_us() -> u64 {
-    // Divided for real: a division by a constant is a software 128-bit
-    // multiply in wasm (see text.rs).
-    profile::host(HostCall::Clock, raw::now_nanos) / std::hint::black_box(1_000)
+    crate::divide::divide(profile::host(HostCall::Clock, raw::now_nanos), 1_000)
 }
 
 fn property(path: &[&str]) -> Option<String> {
@@ -636,10 +634,11 @@ impl Http {
         let mut errors = Vec::new();
         let store = EnvoySharedData::default();
         let engine = &self.plugin.engine;
-        engine.release(&store, &holds, now_us(), &mut errors);
+        let now = now_us();
+        engine.release(&store, &holds, now, &mut errors);
         // Still waiting for the rate-limit service (Envoy drops the call).
         if let Some((_, pending)) = waiting {
-            engine.abandon(&store, &pending, now_us(), &mut errors);
+            engine.abandon(&store, &pending, now, &mut errors);
         }
         for e in errors {
             log::warn!("could not give back an in-flight place: {e}");
@@ -943,9 +942,13 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         let _timed = profile::enter(Callback::ResponseHeaders);
-        let status = || match response_header(":status") {
-            Some(s) => s.parse::<u32>().unwrap_or(0),
-            None => 0,
+        // Read at most once, and only when something needs it.
+        let read = OnceCell::new();
+        let status = || {
+            *read.get_or_init(|| match response_header(":status") {
+                Some(s) => s.parse::<u32>().unwrap_or(0),
+                None => 0,
+            })
         };
         // Emulate mode never teaches: no extra host calls there.
         let vendor_answered = !self.teach.is_empty() && self.learn(status());

@@ -16,6 +16,8 @@
 
 use serde_json::{json, Value};
 
+use crate::policy::PolicySpec;
+
 /// Why a policy cannot be guarded by prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unguardable {
@@ -46,6 +48,15 @@ pub fn prefixes<'a>(
     }
     out.sort();
     Ok(out)
+}
+
+/// The prefixes of every route of a (parsed, not yet compiled) policy.
+pub fn route_prefixes(spec: &PolicySpec) -> Result<Vec<String>, Unguardable> {
+    prefixes(
+        spec.routes
+            .iter()
+            .flat_map(|r| r.patterns.iter().map(String::as_str)),
+    )
 }
 
 /// Characters sequences that make the guard let a path through whatever its

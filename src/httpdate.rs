@@ -1,6 +1,7 @@
 //! IMF-fixdate (`Mon, 02 Jan 2006 15:04:05 GMT`), the only `Date` form every
 //! Okta SDK parses.
 
+use crate::divide::divide;
 use crate::text::push_padded;
 
 pub fn format(epoch_secs: u64) -> String {
@@ -8,13 +9,13 @@ pub fn format(epoch_secs: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    // One real division; the rest in 32 bits (see limiter::whole_secs).
-    let days = epoch_secs / std::hint::black_box(86_400);
+    // One real division (divide.rs); the rest in 32 bits.
+    let days = divide(epoch_secs, 86_400);
     let secs = (epoch_secs - days * 86_400) as u32;
     let (y, m, d) = civil_from_days(days as i64);
     // Pushed piece by piece: no `core::fmt` on the request path (text.rs).
     let mut out = String::with_capacity(29);
-    out.push_str(DAYS[(days % std::hint::black_box(7)) as usize]);
+    out.push_str(DAYS[(days - divide(days, 7) * 7) as usize]);
     out.push_str(", ");
     push_padded(&mut out, u64::from(d), 2);
     out.push(' ');

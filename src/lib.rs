@@ -28,6 +28,7 @@ pub mod vendor_answer;
 
 pub(crate) mod hash;
 // Read by the filter glue alone (wasm32); on the host only its tests use it.
+pub(crate) mod divide;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) mod header_map;
 pub(crate) mod httpdate;

@@ -7,10 +7,9 @@ pub type State = [u64; 3];
 
 pub const MICROS_PER_SEC: u64 = 1_000_000;
 
-/// Whole seconds in `us`, rounded down. Divided for real: in wasm a 64-bit
-/// division by a constant becomes a software 128-bit multiply (`__multi3`).
+/// Whole seconds in `us`, rounded down (a real division in wasm: divide.rs).
 pub fn whole_secs(us: u64) -> u64 {
-    us / std::hint::black_box(MICROS_PER_SEC)
+    crate::divide::divide(us, MICROS_PER_SEC)
 }
 
 /// How a bucket counts.

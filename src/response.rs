@@ -69,7 +69,7 @@ impl Report {
 }
 
 fn ceil_secs(us: u64) -> u64 {
-    us.div_ceil(std::hint::black_box(MICROS_PER_SEC))
+    crate::divide::divide_ceil(us, MICROS_PER_SEC)
 }
 
 /// How the filter speaks: whose dialect, which headers, and whether a

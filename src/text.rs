@@ -4,19 +4,18 @@
 //! of the request's cost (`make wasm-profile`).
 
 /// Appends `n` in decimal. Digits are cut with 32-bit arithmetic where the
-/// value allows: wasm has no 64x64 multiply-high, so LLVM turns a 64-bit
-/// division by a constant into a call to a software 128-bit multiply
-/// (`__multi3`); a 32-bit one is a plain multiply, and the (rare) 64-bit
-/// step divides for real.
+/// value allows (a plain multiply in wasm); the rare 64-bit step divides for
+/// real (divide.rs).
 pub fn push_u64(out: &mut String, n: u64) {
+    const BILLION: u64 = 1_000_000_000;
     let mut digits = [b'0'; 20];
     let mut i = digits.len();
     let mut rest = n;
     // At most two 64-bit divisions, each splitting off nine digits.
-    let billion = std::hint::black_box(1_000_000_000u64);
     while rest > u64::from(u32::MAX) {
-        let mut chunk = (rest % billion) as u32;
-        rest /= billion;
+        let above = crate::divide::divide(rest, BILLION);
+        let mut chunk = (rest - above * BILLION) as u32;
+        rest = above;
         for _ in 0..9 {
             i -= 1;
             digits[i] = b'0' + (chunk % 10) as u8;

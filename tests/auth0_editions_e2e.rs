@@ -184,21 +184,7 @@ fn bad_editions_are_refused_naming_the_field() {
         ),
     ];
     for (config, mentions) in cases {
-        let log = match Envoy::try_start(EnvoyOptions {
-            plugin_config: config.to_string(),
-            ..Default::default()
-        }) {
-            Ok(envoy) => panic!(
-                "Envoy started with {config}; running: {}",
-                envoy.is_running()
-            ),
-            Err(log) => log,
-        };
-        let line = log
-            .lines()
-            .find(|l| l.contains("configuration refused"))
-            .unwrap_or_else(|| panic!("{config}: no `configuration refused` line in\n{log}"));
-        let text = &line[line.find("configuration refused").unwrap()..];
+        let (line, text) = refusal(config);
         assert!(
             text.starts_with("configuration refused: field `edition`: "),
             "{config}: {line}"

@@ -14,12 +14,7 @@ fn prefixes(config: &str) -> Vec<String> {
     let spec = idp_ratelimit::config::parse(config.as_bytes())
         .unwrap()
         .policy;
-    guard::prefixes(
-        spec.routes
-            .iter()
-            .flat_map(|r| r.patterns.iter().map(String::as_str)),
-    )
-    .unwrap()
+    guard::route_prefixes(&spec).unwrap()
 }
 
 fn guarded(config: &str, prefixes: &[String]) -> Envoy {

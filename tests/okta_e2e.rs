@@ -666,22 +666,7 @@ fn bad_configs_are_refused_with_the_field_named() {
         ),
     ];
     for (config, prefix, mentions) in cases {
-        let result = Envoy::try_start(EnvoyOptions {
-            plugin_config: config.to_string(),
-            ..Default::default()
-        });
-        let log = match result {
-            Ok(envoy) => panic!(
-                "Envoy started with {config}; running: {}",
-                envoy.is_running()
-            ),
-            Err(log) => log,
-        };
-        let line = log
-            .lines()
-            .find(|l| l.contains("configuration refused"))
-            .unwrap_or_else(|| panic!("{config}: no `configuration refused` line in\n{log}"));
-        let text = &line[line.find("configuration refused").unwrap()..];
+        let (line, text) = refusal(config);
         assert!(text.starts_with(prefix), "{config}: {line}");
         for m in mentions {
             assert!(

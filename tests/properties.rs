@@ -174,12 +174,7 @@ fn the_path_guard_lets_through_every_path_a_route_matches() {
         .iter()
         .map(|(json, _)| {
             let spec = config::parse(json.as_bytes()).unwrap().policy;
-            idp_ratelimit::guard::prefixes(
-                spec.routes
-                    .iter()
-                    .flat_map(|r| r.patterns.iter().map(String::as_str)),
-            )
-            .unwrap()
+            idp_ratelimit::guard::route_prefixes(&spec).unwrap()
         })
         .collect();
     for i in 0..cases() {

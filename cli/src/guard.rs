@@ -16,11 +16,7 @@ pub fn run(bytes: &[u8]) -> Result<String, Failure> {
     let spec = idp_ratelimit::config::parse(bytes)
         .map_err(|e| refused(e.to_string()))?
         .policy;
-    let patterns = spec
-        .routes
-        .iter()
-        .flat_map(|r| r.patterns.iter().map(String::as_str));
-    let prefixes = guard::prefixes(patterns).map_err(|e| {
+    let prefixes = guard::route_prefixes(&spec).map_err(|e| {
         Failure::Invalid(format!(
             "no guard for this configuration: route {:?} can match any first path segment, \
              so the filter must see every request",

@@ -125,7 +125,7 @@ impl Engine {
                             // The learned record was asked before the call.
                             let vendor = Some(r.vendor);
                             if let Some(reply) = self.count_locally(
-                                store, r.bucket, r.key, vendor, now_us, seed, &mut tally,
+                                store, r.bucket, &r.key, vendor, now_us, seed, &mut tally,
                             ) {
                                 return tally.into_decision(Verdict::Reply(reply));
                             }

@@ -7,11 +7,34 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::envoy::Envoy;
+use super::envoy::{Envoy, EnvoyOptions};
 use super::http1::{parse_response, rate, raw_request, Response, Sent, IO_TIMEOUT};
 
 /// The smallest Okta plan: 20 a minute on /api/v1/logs.
 pub const OKTA_FREE: &str = r#"{"vendor": "okta", "plan": "integrator-free"}"#;
+
+/// Starts Envoy with `plugin_config`, which the filter must refuse: Envoy
+/// does not start. Returns the log line saying so, and its text from
+/// `configuration refused` on.
+#[track_caller]
+pub fn refusal(plugin_config: &str) -> (String, String) {
+    let log = match Envoy::try_start(EnvoyOptions {
+        plugin_config: plugin_config.to_string(),
+        ..Default::default()
+    }) {
+        Ok(envoy) => panic!(
+            "Envoy started with {plugin_config}; running: {}",
+            envoy.is_running()
+        ),
+        Err(log) => log,
+    };
+    let line = log
+        .lines()
+        .find(|l| l.contains("configuration refused"))
+        .unwrap_or_else(|| panic!("{plugin_config}: no `configuration refused` line in\n{log}"));
+    let text = line[line.find("configuration refused").unwrap_or(0)..].to_string();
+    (line.to_string(), text)
+}
 
 /// A forwarded, counted 2xx response; returns its rate-limit headers'
 /// (limit, remaining, reset).
