@@ -27,6 +27,9 @@ pub mod store;
 pub mod vendor_answer;
 
 pub(crate) mod hash;
+// The `.wasm`'s global allocator (size-class free lists); tested on the host.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) mod heap;
 // Read by the filter glue alone (wasm32); on the host only its tests use it.
 pub(crate) mod divide;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -43,6 +46,10 @@ pub(crate) mod phase;
 pub(crate) mod request_log;
 pub(crate) mod table;
 pub(crate) mod text;
+
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static HEAP: heap::Heap = heap::Heap::new();
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
