@@ -7,6 +7,8 @@
 //! call of about 1.7 µs (bench probe `property`). A request no bucket counted
 //! sets nothing, and Envoy prints `-`.
 
+use std::borrow::Cow;
+
 use crate::engine::Summary;
 use crate::policy::{Bucket, Mode, Scope};
 
@@ -15,27 +17,28 @@ pub const FIELDS: [&str; 6] = ["bucket", "refused", "scope", "remaining", "limit
 
 /// What a scope counts per, as logged by default: never the key itself
 /// (a client IP, a header that may carry a token).
-pub fn scope_kind(scope: &Scope) -> String {
-    match scope {
-        Scope::Host => "host".into(),
-        Scope::Global => "global".into(),
-        Scope::ClientIp => "client_ip".into(),
-        Scope::Header(name) => format!("header:{name}"),
-        Scope::JwtSubjectWithScope(_) => "jwt_sub".into(),
-        Scope::OktaClient { client_id: true } => "host+client_id+client_ip+device".into(),
-        Scope::OktaClient { client_id: false } => "host+client_ip+device".into(),
-        Scope::OktaPrincipal => "host+principal".into(),
-        Scope::HostAndClientIp => "host+client_ip".into(),
-        Scope::BearerUser => "host+user".into(),
-    }
+pub fn scope_kind(scope: &Scope) -> Cow<'static, str> {
+    let kind = match scope {
+        Scope::Host => "host",
+        Scope::Global => "global",
+        Scope::ClientIp => "client_ip",
+        Scope::Header(name) => return Cow::Owned(format!("header:{name}")),
+        Scope::JwtSubjectWithScope(_) => "jwt_sub",
+        Scope::OktaClient { client_id: true } => "host+client_id+client_ip+device",
+        Scope::OktaClient { client_id: false } => "host+client_ip+device",
+        Scope::OktaPrincipal => "host+principal",
+        Scope::HostAndClientIp => "host+client_ip",
+        Scope::BearerUser => "host+user",
+    };
+    Cow::Borrowed(kind)
 }
 
 /// A raw scope key as logged when the operator opts in.
-fn printable_key(key: &str, scope: &Scope) -> String {
+fn printable_key<'k>(key: &'k str, scope: &Scope) -> &'k str {
     match (scope, key) {
-        (Scope::Global, _) => "global".into(),
-        (Scope::Header(_), "\u{0}missing") => "(missing)".into(),
-        _ => key.into(),
+        (Scope::Global, _) => "global",
+        (Scope::Header(_), "\u{0}missing") => "(missing)",
+        _ => key,
     }
 }
 
@@ -68,14 +71,14 @@ fn push_value(line: &mut String, value: &str) {
 pub fn line(buckets: &[Bucket], summary: &Summary, mode: Mode, raw_keys: bool) -> String {
     let id = |i: usize| buckets.get(i).map_or("-", |b| b.id.as_str());
     let scope = buckets.get(summary.bucket).map(|b| match raw_keys {
-        true => printable_key(&summary.key, &b.scope),
+        true => Cow::Borrowed(printable_key(&summary.key, &b.scope)),
         false => scope_kind(&b.scope),
     });
     let mode = match mode {
         Mode::Enforce => "enforce",
         Mode::Shadow => "shadow",
     };
-    let scope = scope.unwrap_or_else(|| "-".into());
+    let scope = scope.unwrap_or(Cow::Borrowed("-"));
     let mut line = String::with_capacity(128);
     for field in FIELDS {
         if !line.is_empty() {
