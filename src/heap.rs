@@ -1,4 +1,4 @@
-//! The filter's heap: each size class up to 260 bytes keeps a free list of
+//! The filter's heap: each size class up to 516 bytes keeps a free list of
 //! up to `KEPT` blocks it gave out; everything else is the system
 //! allocator's (wasi-libc's dlmalloc).
 //!
@@ -10,9 +10,9 @@
 //! and every free a push.
 //!
 //! Memory stays what dlmalloc would hold, plus at most `KEPT` blocks per
-//! class (137 KiB in all): a block beyond that goes back to dlmalloc, so the
+//! class (237 KiB in all): a block beyond that goes back to dlmalloc, so the
 //! many small blocks of a configuration's parse do not stay reserved. Sizes
-//! round up to the next 8n + 4 bytes.
+//! round up to the next 8n + 4 bytes (32n + 4 above 260).
 //!
 //! Wasm has one thread per VM: `Heap` is `Sync` there only.
 
@@ -20,14 +20,18 @@ use std::alloc::{GlobalAlloc, Layout, System};
 
 /// Size classes: blocks of 12, 20, 28, …, 260 bytes (8n + 4: what a dlmalloc
 /// chunk of 8n + 8 holds beside its 4-byte header on wasm32), so rounding up
-/// costs no memory dlmalloc would not have spent; most of a request's blocks
-/// fall here. A larger block is dlmalloc's (power-of-two classes up to 2 KiB
-/// cost a 1,000-route configuration 9 MiB more Envoy memory: its parse's
-/// peak, rounded up).
-const CLASSES: usize = 32;
+/// costs no memory dlmalloc would not have spent; then 292, 324, …, 516 (the
+/// request's context is one of these). A larger block is dlmalloc's
+/// (power-of-two classes up to 2 KiB cost a 1,000-route configuration 9 MiB
+/// more Envoy memory: its parse's peak, rounded up).
+const FINE_CLASSES: usize = 32;
 const SMALLEST: usize = 12;
-const STEP: usize = 8;
-const LARGEST: usize = SMALLEST + (CLASSES - 1) * STEP;
+const FINE_STEP: usize = 8;
+const FINE_LARGEST: usize = SMALLEST + (FINE_CLASSES - 1) * FINE_STEP;
+const COARSE_CLASSES: usize = 8;
+const COARSE_STEP: usize = 32;
+const CLASSES: usize = FINE_CLASSES + COARSE_CLASSES;
+const LARGEST: usize = FINE_LARGEST + COARSE_CLASSES * COARSE_STEP;
 /// Blocks are allocated, and served, with this alignment (dlmalloc's plain
 /// `malloc`); a more-aligned layout is the system allocator's.
 const ALIGN: usize = 8;
@@ -40,12 +44,18 @@ fn class_of(layout: Layout) -> Option<usize> {
     if size > LARGEST || layout.align() > ALIGN {
         return None;
     }
-    Some(size.saturating_sub(SMALLEST).div_ceil(STEP))
+    if size <= FINE_LARGEST {
+        return Some(size.saturating_sub(SMALLEST).div_ceil(FINE_STEP));
+    }
+    Some(FINE_CLASSES - 1 + (size - FINE_LARGEST).div_ceil(COARSE_STEP))
 }
 
 /// The bytes every block of `class` holds.
 fn class_size(class: usize) -> usize {
-    SMALLEST + class * STEP
+    match class.checked_sub(FINE_CLASSES - 1) {
+        Some(coarse) if coarse > 0 => FINE_LARGEST + coarse * COARSE_STEP,
+        _ => SMALLEST + class * FINE_STEP,
+    }
 }
 
 /// What every block of `class` is allocated from dlmalloc as (and freed as).
@@ -196,7 +206,11 @@ mod tests {
         assert_eq!(at(13, 1), Some(1));
         assert_eq!(at(20, 8), Some(1));
         assert_eq!(at(260, 8), Some(31));
-        assert_eq!(at(261, 1), None);
+        assert_eq!(at(261, 1), Some(32));
+        assert_eq!(at(292, 1), Some(32));
+        assert_eq!(at(293, 1), Some(33));
+        assert_eq!(at(516, 8), Some(39));
+        assert_eq!(at(517, 1), None);
         // Over-aligned: the system's.
         assert_eq!(at(32, 16), None);
         // Every size fits its class, and the class below is too small.
