@@ -58,7 +58,8 @@ Plain Python 3 standard library. Knobs (environment):
                    floor-counted, floor-unmatched, okta-unmatched,
                    okta-unmatched-guarded, okta-guarded (the filter behind
                    the path guard `idp-ratelimit guard` prints, as
-                   envoy/envoy.yaml ships it), custom-1000, okta-noheaders
+                   envoy/envoy.yaml ships it), custom-1000, okta-noheaders,
+                   okta-nolog (no access-log filter state)
                    (and the probes, and the -before ones)
   BENCH_BASELINE_WASM  path of an earlier build of the filter: adds
                    okta-before, auth0-before, okta-unmatched-before and
@@ -161,6 +162,7 @@ AUTH0 = {
     )],
 }
 OKTA_NO_HEADERS = dict(OKTA, headers="none")
+OKTA_NO_LOG = dict(OKTA, access_log=False)
 
 
 def custom_routes(n, hit):
@@ -306,6 +308,10 @@ VARIANTS = [
             "idp-ratelimit, Okta enterprise, GET /api/v1/users, headers: none",
             wasm_filter(OKTA_NO_HEADERS), "/api/v1/users",
             [wasm_counter("okta.management.users")], OKTA_NO_HEADERS),
+    Variant("okta-nolog",
+            "idp-ratelimit, Okta enterprise, GET /api/v1/users, access_log: false",
+            wasm_filter(OKTA_NO_LOG), "/api/v1/users",
+            [wasm_counter("okta.management.users")], OKTA_NO_LOG),
 ]
 
 

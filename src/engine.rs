@@ -142,6 +142,8 @@ pub struct Engine {
     pub headers: HeaderStyle,
     pub debug_headers: bool,
     pub log_scope_keys: bool,
+    /// Publish the access-log line as filter state (`"access_log"`).
+    pub access_log: bool,
     /// OneLogin: send `Retry-After` on 429s (OneLogin itself sends none).
     pub retry_after: bool,
     pub upstream: Upstream,
@@ -176,6 +178,7 @@ impl Engine {
             published_limits: config.published_limits,
             debug_headers: config.debug_headers,
             log_scope_keys: config.log_scope_keys,
+            access_log: config.access_log,
             peaks: PeakRecords::new(key_prefix, &policy.buckets),
             fleet,
             policy,

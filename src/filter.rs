@@ -252,12 +252,12 @@ impl Plugin {
     }
 
     /// Publishes the request's access-log line as filter state
-    /// (`wasm.<stat_prefix>`), one host call.
+    /// (`wasm.<stat_prefix>`), one host call; none with `"access_log": false`.
     fn publish_log_line(&self, decision: &Decision) {
-        let Some(summary) = &decision.summary else {
+        let engine = &self.engine;
+        let Some(summary) = decision.summary.as_ref().filter(|_| engine.access_log) else {
             return;
         };
-        let engine = &self.engine;
         let line = crate::request_log::line(
             &engine.policy.buckets,
             summary,

@@ -173,6 +173,23 @@ fn the_access_log_line_of_a_429_names_the_bucket_and_the_scope_kind() {
 }
 
 #[test]
+fn access_log_false_publishes_no_line_and_counts_as_before() {
+    let o = Observed::start(json!({
+        "vendor": "okta", "plan": "integrator-free", "scope": "client_ip", "access_log": false}));
+    let mut c = o.client();
+    for i in 0..20 {
+        let r = c.request("GET", "/api/v1/logs", &[]);
+        assert_eq!(r.status, 200, "#{i}");
+        let remaining = (19 - i).to_string();
+        assert_eq!(r.header("x-rate-limit-remaining"), Some(remaining.as_str()));
+    }
+    assert_eq!(c.request("GET", "/api/v1/logs", &[]).status, 429);
+    let lines = o.access_log_lines(21);
+    assert_eq!(fields(&lines[0]), "200 -", "{lines:#?}");
+    assert_eq!(fields(&lines[20]), "429 -", "{lines:#?}");
+}
+
+#[test]
 fn raw_keys_are_logged_only_when_the_operator_asks_and_shadow_names_the_would_be_refusal() {
     let o = Observed::start(json!({
         "vendor": "okta", "plan": "integrator-free", "mode": "shadow",

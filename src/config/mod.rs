@@ -63,6 +63,9 @@ pub struct Config {
     /// Publish and log the raw scope key (a client IP, a header value)
     /// rather than its kind.
     pub log_scope_keys: bool,
+    /// Publish each counted request's access-log line as filter state
+    /// (`true` unless turned off: one host call a counted request).
+    pub access_log: bool,
     /// OneLogin dialect: add `Retry-After` to 429s (OneLogin documents none).
     pub retry_after: bool,
     pub upstream: Upstream,
@@ -98,6 +101,7 @@ pub const FIELDS: &[&str] = &[
     "stat_prefix",
     "debug_headers",
     "log_scope_keys",
+    "access_log",
     "fleet",
     "retry_after",
     "client_limits",
@@ -308,8 +312,8 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             )
         }
     };
-    let flag = |field: &str| match obj.get(field) {
-        None => Ok(false),
+    let flag_or = |field: &str, default: bool| match obj.get(field) {
+        None => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
         Some(v) => err(field, format!("must be true or false, got {v}")),
     };
@@ -342,8 +346,9 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         headers,
         max_keys,
         stat_prefix,
-        debug_headers: flag("debug_headers")?,
-        log_scope_keys: flag("log_scope_keys")?,
+        debug_headers: flag_or("debug_headers", false)?,
+        log_scope_keys: flag_or("log_scope_keys", false)?,
+        access_log: flag_or("access_log", true)?,
         policy,
         fleet,
     })
@@ -375,12 +380,12 @@ mod tests {
         assert_eq!(c.headers, HeaderStyle::Vendor);
         assert_eq!(c.max_keys, DEFAULT_MAX_KEYS);
         assert_eq!(c.stat_prefix, "idp_ratelimit");
-        assert!(!c.debug_headers && !c.log_scope_keys);
+        assert!(!c.debug_headers && !c.log_scope_keys && c.access_log);
         let c = parse_str(
-            r#"{"vendor": "okta", "plan": "enterprise", "debug_headers": true, "log_scope_keys": true}"#,
+            r#"{"vendor": "okta", "plan": "enterprise", "debug_headers": true, "log_scope_keys": true, "access_log": false}"#,
         )
         .unwrap();
-        assert!(c.debug_headers && c.log_scope_keys);
+        assert!(c.debug_headers && c.log_scope_keys && !c.access_log);
         assert_eq!(c.upstream, Upstream::Emulate);
         assert_eq!(c.headroom_percent, 100);
         let c =
@@ -464,6 +469,10 @@ mod tests {
             (
                 r#"{"vendor": "okta", "plan": "enterprise", "log_scope_keys": 1}"#,
                 "log_scope_keys",
+            ),
+            (
+                r#"{"vendor": "okta", "plan": "enterprise", "access_log": "off"}"#,
+                "access_log",
             ),
             (
                 r#"{"vendor": "okta", "plan": "enterprise", "catalogs": ["admin"]}"#,
