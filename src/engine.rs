@@ -9,7 +9,7 @@ use crate::identity;
 use crate::learned::{self, Learned};
 use crate::limiter::{Algorithm, Outcome, State};
 use crate::peak::PeakRecords;
-use crate::policy::{Mode, Policy, Resolved, Scope};
+use crate::policy::{Bucket, Mode, Policy, Resolved, Scope};
 use crate::response::{self, Dialect, HeaderStyle, Headers, LocalReply, Report};
 use crate::router::RouteError;
 use crate::store::{SharedStore, StoreError};
@@ -685,15 +685,7 @@ impl Engine {
         };
         let holds = std::mem::take(&mut tally.holds);
         let in_flight = self.held_until_done(&holds);
-        let holds = holds
-            .into_iter()
-            .filter(|h| {
-                self.policy
-                    .buckets
-                    .get(h.bucket)
-                    .is_some_and(|b| b.release_on_upstream_failure)
-            })
-            .collect();
+        let holds = self.holds_where(&holds, |b| b.release_on_upstream_failure);
         tally.into_decision(Verdict::Forward {
             headers,
             holds,
@@ -705,14 +697,14 @@ impl Engine {
     /// The places among `holds` a request keeps while in flight, given back
     /// when its stream ends (Okta's concurrency limit).
     fn held_until_done(&self, holds: &[Hold]) -> Vec<Hold> {
+        self.holds_where(holds, |b| b.release_when_done)
+    }
+
+    /// The holds among `holds` whose bucket has the property `keep`.
+    fn holds_where(&self, holds: &[Hold], keep: fn(&Bucket) -> bool) -> Vec<Hold> {
         holds
             .iter()
-            .filter(|h| {
-                self.policy
-                    .buckets
-                    .get(h.bucket)
-                    .is_some_and(|b| b.release_when_done)
-            })
+            .filter(|h| self.policy.buckets.get(h.bucket).is_some_and(keep))
             .cloned()
             .collect()
     }

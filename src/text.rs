@@ -37,11 +37,16 @@ pub fn push_u64(out: &mut String, n: u64) {
 
 /// Appends `n` in decimal, zero-padded to at least `width` digits.
 pub fn push_padded(out: &mut String, n: u64, width: usize) {
+    // Only how many digits short of `width` it is: compared, not divided
+    // (a 64-bit division by 10 is a `__multi3` call in wasm: divide.rs).
     let mut len = 1;
-    let mut rest = n / 10;
-    while rest > 0 {
+    let mut bound = 10u64;
+    while len < width && n >= bound {
         len += 1;
-        rest /= 10;
+        match bound.checked_mul(10) {
+            Some(next) => bound = next,
+            None => break,
+        }
     }
     for _ in len..width {
         out.push('0');

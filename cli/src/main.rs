@@ -95,16 +95,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the fleet-mode rate-limit service's configuration, generated from
-    /// the same policy the filter runs: an envoyproxy/ratelimit config.yaml or
-    /// a Limitador limits.yaml (its comments name every bucket counted
-    /// inexactly or kept in each Envoy)
     /// Print the Envoy matcher that has Envoy skip the filter's work, natively,
     /// for every request no route of the configuration can match
     Guard {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Print the fleet-mode rate-limit service's configuration, generated from
+    /// the same policy the filter runs: an envoyproxy/ratelimit config.yaml or
+    /// a Limitador limits.yaml (its comments name every bucket counted
+    /// inexactly or kept in each Envoy)
     RlsConfig {
         #[command(flatten)]
         config: ConfigArg,
